@@ -1,0 +1,1 @@
+"""msunas acc_predictor package."""

@@ -1,0 +1,1 @@
+"""msunas early_exit package."""

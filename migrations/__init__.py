@@ -1,0 +1,1 @@
+"""msunas migrations package."""

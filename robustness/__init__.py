@@ -1,0 +1,1 @@
+"""msunas robustness package."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create or refresh .venv so that it matches pyproject.toml (reused only when the recorded hash matches).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+STAMP=$VENV/.msunas-pyproject.sha256
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "msunas needs Python >= 3.11")'
+echo "msunas: installing into $VENV (torch, ofa, pymoo, ...; a few minutes on a fresh machine)" >&2
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --progress-bar off --upgrade pip
+"$VENV/bin/python" -m pip install -q --progress-bar off -e '.[test]'
+"$VENV/bin/python" -c 'import ofa.imagenet_classification.elastic_nn.networks, pymoo, onnxruntime' \
+  || { echo "msunas: install check failed (ofa/pymoo/onnxruntime do not import)" >&2; exit 1; }
+echo "$want" > "$STAMP"

@@ -1,0 +1,1 @@
+"""msunas search package."""

@@ -1,0 +1,1 @@
+"""msunas service package."""
