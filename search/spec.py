@@ -1,0 +1,186 @@
+"""The job spec (YAML or JSON; the same for ``msunas search``, ``msunas submit`` and ``POST /jobs``).
+
+Validated with pydantic; unknown fields are rejected, so a typo is an error naming the field, not a silently
+ignored option. Units: params, MACs and activations are counts (``2.0e6`` = 2 M); ``latency_ms`` is in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SECOND_OBJECTIVES = (
+    "params",
+    "macs",
+    "activations",
+    "peak_activation",
+    "latency",
+    "tiny_ml",
+    "avg_macs",
+    "top1_robust",
+)
+DATASETS = ("cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits")
+CONSTRAINT_KEYS = ("params", "macs", "activations", "latency_ms", "avg_macs")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    """Where the data is. ``digits`` is built in (scikit-learn's 8x8 digits) and needs no ``root``."""
+
+    name: Literal["cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits"] = "digits"
+    root: str | None = None
+    vld_size: int = Field(default=5000, ge=1)
+    n_classes: int | None = Field(default=None, ge=2, description="default: the dataset's own")
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DatasetSpec:
+        if self.name != "digits" and not self.root:
+            raise ValueError(f"root: dataset {self.name!r} needs a local root folder")
+        return self
+
+
+class SupernetSpec(_Strict):
+    """A once-for-all supernet checkpoint (local path); omitted: random init or the built-in trained one."""
+
+    path: str | None = None
+
+
+class SupernetEvaluatorSpec(_Strict):
+    """True evaluation: inherit weights from the supernet, recalibrate BN, fine-tune, validate."""
+
+    kind: Literal["supernet"] = "supernet"
+    n_epochs: int = Field(default=5, ge=0)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=4e-5, ge=0)
+    bn_calib_images: int = Field(default=2000, ge=0)
+    device: str = "cpu"
+    num_workers: int = Field(default=0, ge=0)
+
+
+class OracleEvaluatorSpec(_Strict):
+    """Benchmark evaluation with a predictor file (e.g. once-for-all's ImageNet accuracy predictor)."""
+
+    kind: Literal["oracle"] = "oracle"
+    name: str = "ofa_mbv3_imagenet"
+    path: str
+
+
+EvaluatorSpec = Annotated[SupernetEvaluatorSpec | OracleEvaluatorSpec, Field(discriminator="kind")]
+
+
+class PenaltySpec(_Strict):
+    """CNAS's weighted penalty ``tiny_ml = sum_k w_k * (c_k + factor * max(0, c_k - max_k))``, c_k in millions."""
+
+    factor: float = Field(default=1.0e10, ge=0)
+    weights: dict[str, float] = Field(default_factory=lambda: {"params": 1.0, "macs": 0.025, "activations": 1.0})
+
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        for k in v:
+            if k not in ("params", "macs", "activations"):
+                raise ValueError(f"weights.{k}: unknown cost (allowed: params, macs, activations)")
+        return v
+
+
+class JobSpec(_Strict):
+    """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
+
+    search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
+    width_mult: Literal[1.0, 1.2] = 1.0
+    resolution: tuple[int, int] = (192, 256)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    supernet: SupernetSpec = Field(default_factory=SupernetSpec)
+    evaluator: EvaluatorSpec = Field(default_factory=SupernetEvaluatorSpec)
+    objectives: list[str] = Field(default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2)
+    latency_table: str | None = None
+    constraints: dict[str, float] = Field(default_factory=dict)
+    constraint_mode: Literal["penalty", "hard"] = "penalty"
+    penalty: PenaltySpec = Field(default_factory=PenaltySpec)
+    predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"
+    n_doe: int = Field(default=100, ge=2)
+    n_iter: int = Field(default=8, ge=1)
+    iterations: int = Field(default=30, ge=0)
+    hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("resolution")
+    @classmethod
+    def _grid(cls, v: tuple[int, int]) -> tuple[int, int]:
+        from supernets.codec import resolution_grid
+
+        resolution_grid(v[0], v[1])
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        if v[0] != "top1_err":
+            raise ValueError(f"first objective must be top1_err, got {v[0]!r}")
+        if len(v) == 2 and v[1] not in SECOND_OBJECTIVES:
+            raise ValueError(f"second objective {v[1]!r} is not one of {list(SECOND_OBJECTIVES)}")
+        return v
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in CONSTRAINT_KEYS:
+                raise ValueError(f"{k}: unknown constraint (allowed: {', '.join(CONSTRAINT_KEYS)})")
+            if not x > 0:
+                raise ValueError(f"{k}: a constraint maximum must be > 0, got {x}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> JobSpec:
+        uses_latency = (len(self.objectives) == 2 and self.objectives[1] == "latency") or (
+            "latency_ms" in self.constraints
+        )
+        if uses_latency and not self.latency_table:
+            raise ValueError("latency_table: the latency objective/constraint needs a latency table path")
+        if self.search_space != "eemobilenetv3" and (
+            "avg_macs" in self.constraints or self.objectives[-1] == "avg_macs"
+        ):
+            raise ValueError("search_space: avg_macs needs the early-exit space eemobilenetv3")
+        return self
+
+    def search_space_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`supernets.get_search_space` for this job."""
+        return {"lr": self.resolution[0], "ur": self.resolution[1], "width_mult": self.width_mult}
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming the first failing field (``dataset.root: ...``)."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:
+    """Parse and validate a job spec from a YAML/JSON file path or a dict; ``ValueError`` on bad input."""
+    if isinstance(source, dict):
+        data: Any = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"spec: no such file {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"spec: {path} is not valid YAML/JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"spec: {path} must hold a mapping of job fields")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(format_validation_error(e)) from None
