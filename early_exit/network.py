@@ -332,7 +332,9 @@ def train_joint(
     except TypeError:
         n_batches = 1
     total = epochs * n_batches if max_steps is None else min(epochs * n_batches, max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
     history, step = [], 0
     for _ in range(epochs):
         losses = []
@@ -391,7 +393,9 @@ def count_exit_macs_with_hooks(net: EarlyExitNet, r: int) -> list[int]:
 
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook(n)) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     with torch.no_grad():
         net(torch.zeros(1, 3, r, r))
     for hd in handles:

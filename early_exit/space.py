@@ -96,7 +96,8 @@ class EEMobileNetV3Space(MobileNetV3Space):
         other = "b" if f == "t" else "t"
         if other in config:
             raise ValueError(
-                f"{other}: not a field of {self.name} with exit_mode={self.exit_mode!r} (use {f}: {self._allowed_text()})"
+                f"{other}: not a field of {self.name} with exit_mode={self.exit_mode!r}"
+                f" (use {f}: {self._allowed_text()})"
             )
         if f not in config:
             raise ValueError(f"{f}: missing ({self.name} needs {f}: {self._allowed_text()})")
