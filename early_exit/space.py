@@ -111,7 +111,7 @@ class EEMobileNetV3Space(MobileNetV3Space):
             if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
                 raise ValueError(f"{f}[{i}]: expected a number, got {x!r}; {f} takes {self._allowed_text()}")
             if self.exit_mode == "t":
-                match = [t for t in self.t_values if math.isclose(float(x), t, rel_tol=0, abs_tol=1e-9)]
+                match = [t for t in self.t_values if math.isclose(float(x), t, rel_tol=0, abs_tol=1e-6)]
                 if not match:
                     raise ValueError(f"{f}[{i}]: {x!r} is not one of {list(self.t_values)}")
                 out.append(match[0])

@@ -1,0 +1,192 @@
+"""Early-exit metrics: the confidence policy on stored outputs, exit utilisation, average MACs, accuracy as
+deployed, per-exit accuracy, and NACHOS-style threshold calibration under an average-MACs budget.
+
+Definitions (EDANAS/NACHOS):
+
+- exit utilisation ``r_b``: the fraction of validation samples that leave at exit ``b`` (final exit last);
+  ``sum_b r_b = 1``.
+- ``avg_macs = sum_b r_b * macs_b``, with ``macs_b`` the MACs of the backbone up to exit ``b`` plus its head
+  (:func:`early_exit.network.exit_macs`).
+- accuracy as deployed (``top1``): every sample scored by the exit it leaves at.
+- per-exit accuracy: ``exit_acc[b]`` is exit ``b``'s classifier on *all* validation samples (how good the
+  head is), ``exit_acc_taken[b]`` on the samples that actually left there (``None`` when none did).
+
+All inputs are arrays computed once per network (:func:`early_exit.network.predict_exits`): the policy,
+utilisation and calibration are then pure numpy, so any thresholds can be tried without another forward pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_CALIBRATION_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+
+
+def _probs(probs: Any) -> np.ndarray:
+    p = np.asarray(probs)
+    if p.ndim != 3 or p.shape[0] < 1:
+        raise ValueError(f"probs: expected an (exits, samples, classes) array, got shape {p.shape}")
+    return p
+
+
+def _thresholds(thresholds: Sequence[float], n_early: int) -> np.ndarray:
+    t = np.asarray(list(thresholds), dtype=np.float64)
+    if t.shape != (n_early,):
+        raise ValueError(f"thresholds: expected {n_early} values (one per early exit), got {t.size}")
+    if np.any(np.isnan(t)) or np.any(t < 0):
+        raise ValueError(f"thresholds: expected values >= 0 (>= 1.0 disables an exit), got {t.tolist()}")
+    return t
+
+
+def apply_policy(probs: Any, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(exit index, prediction)`` per sample: the first early exit with max-softmax ``>= threshold``, else
+    the final exit. A threshold ``>= 1.0`` disables its exit (as in :meth:`EarlyExitNet.forward_early_exit`)."""
+    p = _probs(probs)
+    n_exits, n = p.shape[0], p.shape[1]
+    t = _thresholds(thresholds, n_exits - 1)
+    conf = p.max(axis=2)
+    pred_all = p.argmax(axis=2)
+    where = np.full(n, n_exits - 1, dtype=np.int64)
+    undecided = np.ones(n, dtype=bool)
+    for b in range(n_exits - 1):
+        if t[b] >= 1.0:
+            continue
+        leave = undecided & (conf[b] >= t[b])
+        where[leave] = b
+        undecided &= ~leave
+    return where, pred_all[where, np.arange(n)]
+
+
+def exit_utilisation(exit_index: Any, n_exits: int) -> np.ndarray:
+    """Fraction of samples leaving at each exit (length ``n_exits``, sums to 1)."""
+    idx = np.asarray(exit_index, dtype=np.int64)
+    if idx.size == 0:
+        raise ValueError("exit_index: no samples")
+    if idx.min() < 0 or idx.max() >= n_exits:
+        raise ValueError(f"exit_index: values must lie in 0..{n_exits - 1}")
+    return np.bincount(idx, minlength=n_exits) / idx.size
+
+
+def avg_macs(exit_util: Sequence[float], macs: Sequence[float]) -> float:
+    """``sum_b r_b * macs_b``; ``exit_util`` and ``macs`` list the same exits (final last)."""
+    r = np.asarray(list(exit_util), dtype=np.float64)
+    m = np.asarray(list(macs), dtype=np.float64)
+    if r.shape != m.shape or r.ndim != 1 or r.size == 0:
+        raise ValueError(f"exit_util: expected {m.size} fractions (one per exit, final last), got {r.size}")
+    if np.any(r < 0) or not np.isclose(r.sum(), 1.0, atol=1e-3):
+        raise ValueError(f"exit_util: expected non-negative fractions summing to 1, got {r.tolist()}")
+    if np.any(m < 0):
+        raise ValueError(f"macs: expected non-negative counts, got {m.tolist()}")
+    return float(r @ m)
+
+
+def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: Sequence[float]) -> dict[str, Any]:
+    """All early-exit metrics of one network and one set of thresholds on a validation split.
+
+    Returns ``top1`` (% as deployed), ``top1_err``, ``avg_macs``, ``exit_util``, ``exit_acc`` (% per exit on
+    all samples), ``exit_acc_taken`` (% on the samples leaving there, ``None`` where none did), ``exit_macs``
+    and ``thresholds``.
+    """
+    p = _probs(probs)
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (p.shape[1],):
+        raise ValueError(f"labels: expected {p.shape[1]} labels, got shape {y.shape}")
+    if len(macs) != p.shape[0]:
+        raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
+    where, pred = apply_policy(p, thresholds)
+    util = exit_utilisation(where, p.shape[0])
+    correct = pred == y
+    per_exit = (p.argmax(axis=2) == y[None, :]).mean(axis=1) * 100.0
+    taken: list[float | None] = []
+    for b in range(p.shape[0]):
+        m = where == b
+        taken.append(float(correct[m].mean() * 100.0) if m.any() else None)
+    top1 = float(correct.mean() * 100.0)
+    return {
+        "top1": top1,
+        "top1_err": 100.0 - top1,
+        "avg_macs": avg_macs(util, macs),
+        "exit_util": [float(v) for v in util],
+        "exit_acc": [float(v) for v in per_exit],
+        "exit_acc_taken": taken,
+        "exit_macs": [float(m) for m in macs],
+        "thresholds": [float(t) for t in thresholds],
+    }
+
+
+def calibrate_thresholds(
+    probs: Any,
+    labels: Any,
+    macs: Sequence[float],
+    *,
+    max_avg_macs: float | None = None,
+    min_top1: float | None = None,
+    grid: Sequence[float] = DEFAULT_CALIBRATION_GRID,
+) -> dict[str, Any]:
+    """Choose one threshold per early exit from ``grid`` (exhaustively) after training.
+
+    - ``max_avg_macs`` (NACHOS): the thresholds with the best deployed accuracy among those whose
+      ``avg_macs <= max_avg_macs`` (ties: fewer MACs).
+    - ``min_top1``: the thresholds with the fewest average MACs among those whose deployed top-1 (%) is
+      ``>= min_top1`` (ties: better accuracy) -- "MACs saved at equal accuracy".
+    - neither: the best deployed accuracy (ties: fewer MACs).
+
+    Returns :func:`evaluate_policy`'s metrics for the choice plus ``feasible`` (False when no thresholds meet
+    the constraint; then the choice closest to it -- fewest MACs, resp. best accuracy -- is returned).
+    """
+    if max_avg_macs is not None and min_top1 is not None:
+        raise ValueError("calibrate_thresholds: give max_avg_macs or min_top1, not both")
+    p = _probs(probs)
+    y = np.asarray(labels, dtype=np.int64)
+    g = sorted({float(v) for v in grid})
+    if not g or min(g) < 0:
+        raise ValueError(f"grid: expected non-negative thresholds, got {list(grid)}")
+    n_early, n = p.shape[0] - 1, p.shape[1]
+    if len(macs) != p.shape[0]:
+        raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
+    m = np.asarray(list(macs), dtype=np.float64)
+    conf = p.max(axis=2)
+    correct = p.argmax(axis=2) == y[None, :]
+    leave = np.stack([[conf[b] >= t if t < 1.0 else np.zeros(n, bool) for t in g] for b in range(n_early)])
+    if n_early == 0:
+        combos: list[tuple[int, ...]] = [()]
+    else:
+        combos = list(itertools.product(range(len(g)), repeat=n_early))
+    best: tuple[Any, ...] | None = None
+    fallback: tuple[Any, ...] | None = None
+    for combo in combos:
+        undecided = np.ones(n, dtype=bool)
+        n_correct, macs_sum = 0, 0.0
+        for b, gi in enumerate(combo):
+            lv = leave[b, gi] & undecided
+            k = int(lv.sum())
+            if k:
+                n_correct += int(correct[b][lv].sum())
+                macs_sum += k * m[b]
+                undecided &= ~lv
+        k = int(undecided.sum())
+        n_correct += int(correct[-1][undecided].sum())
+        macs_sum += k * m[-1]
+        acc, am = n_correct / n * 100.0, macs_sum / n
+        if min_top1 is not None:
+            ok = acc >= min_top1 - 1e-9
+            score = (-am, acc)
+            fb = (acc, -am)
+        else:
+            ok = max_avg_macs is None or am <= max_avg_macs
+            score = (acc, -am)
+            fb = (-am, acc)
+        if ok and (best is None or score > best[0]):
+            best = (score, combo)
+        if fallback is None or fb > fallback[0]:
+            fallback = (fb, combo)
+    assert fallback is not None
+    feasible = best is not None
+    choice = best[1] if best is not None else fallback[1]
+    out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist())
+    out["feasible"] = feasible
+    return out
