@@ -10,7 +10,6 @@ from ofa.utils import count_net_flops
 
 from early_exit import metrics
 from early_exit.network import (
-    EarlyExitNet,
     backbone_macs,
     build_early_exit_net,
     count_exit_macs_with_hooks,

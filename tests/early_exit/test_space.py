@@ -33,7 +33,12 @@ def test_registered() -> None:
     ss = get_search_space("eemobilenetv3", lr=32, ur=32)
     assert isinstance(ss, EEMobileNetV3Space)
     assert ss.describe() == {
-        "name": "eemobilenetv3", "lr": 32, "ur": 32, "width_mult": 1.0, "exit_mode": "t", "t_values": [0.1, 0.2, 1.0]
+        "name": "eemobilenetv3",
+        "lr": 32,
+        "ur": 32,
+        "width_mult": 1.0,
+        "exit_mode": "t",
+        "t_values": [0.1, 0.2, 1.0],
     }
     assert get_search_space(**ss.describe()).describe() == ss.describe()
 
