@@ -109,7 +109,7 @@ def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: 
     return {
         "top1": top1,
         "top1_err": 100.0 - top1,
-        "avg_macs": avg_macs(util, macs),
+        "avg_macs": avg_macs(util.tolist(), macs),
         "exit_util": [float(v) for v in util],
         "exit_acc": [float(v) for v in per_exit],
         "exit_acc_taken": taken,

@@ -165,9 +165,16 @@ class EarlyExitNet(nn.Module):
     what joint training and the offline policy need; :meth:`forward_early_exit` is the deployed behaviour.
     """
 
+    first_conv: nn.Module
+    blocks: nn.ModuleList
+    final_expand_layer: nn.Module
+    feature_mix_layer: nn.Module
+    classifier: nn.Module
+    heads: nn.ModuleDict
+
     def __init__(
         self,
-        subnet: nn.Module,
+        subnet: Any,
         depths: Sequence[int],
         exits: Sequence[bool],
         n_classes: int,
@@ -186,7 +193,7 @@ class EarlyExitNet(nn.Module):
         self.exit_stages = [s for s in range(N_EARLY_EXITS) if exits[s]]
         ends = np.cumsum(list(depths))  # index in blocks of the last layer of stage s is ends[s]
         self.stage_end = [int(v) for v in ends]
-        widths = [blk.conv.out_channels for blk in self.blocks]
+        widths = [int(blk.conv.out_channels) for blk in subnet.blocks]
         self.heads = nn.ModuleDict(
             {str(s): ExitHead(widths[self.stage_end[s]], n_classes, head_width) for s in self.exit_stages}
         )
@@ -254,8 +261,8 @@ def build_subnet(
     *,
     n_classes: int,
     width_mult: float = 1.0,
-    supernet: nn.Module | None = None,
-) -> nn.Module:
+    supernet: Any = None,
+) -> Any:
     """The OFA MobileNetV3 subnet of ``config`` with weights inherited from ``supernet``.
 
     ``supernet`` is an ``OFAMobileNetV3`` (d 2-4, e 3/4/6, k 3/5/7), e.g. loaded from pretrained weights; when
@@ -286,7 +293,7 @@ def build_early_exit_net(
     n_classes: int,
     width_mult: float = 1.0,
     head_width: int = DEFAULT_HEAD_WIDTH,
-    supernet: nn.Module | None = None,
+    supernet: Any = None,
     exits: Sequence[bool] | None = None,
 ) -> EarlyExitNet:
     """Extract the subnet of ``config`` from ``supernet`` (inherited weights) and attach its exit heads."""
@@ -384,7 +391,7 @@ def count_exit_macs_with_hooks(net: EarlyExitNet, r: int) -> list[int]:
     records: list[tuple[str, int]] = []
 
     def hook(name: str) -> Any:
-        def fn(m: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        def fn(m: Any, inp: Any, out: torch.Tensor) -> None:
             if isinstance(m, nn.Conv2d):
                 ops = m.in_channels * out.nelement() * m.kernel_size[0] * m.kernel_size[1] // m.groups
             else:
@@ -402,11 +409,12 @@ def count_exit_macs_with_hooks(net: EarlyExitNet, r: int) -> list[int]:
         hd.remove()
     out = []
     stage_of_block = {}
-    for s, end in enumerate(net.stage_end):
-        start = net.stage_end[s - 1] + 1 if s else 1
+    for si, end in enumerate(net.stage_end):
+        start = net.stage_end[si - 1] + 1 if si else 1
         for i in range(start, end + 1):
-            stage_of_block[i] = s
-    for s in [*net.exit_stages, None]:
+            stage_of_block[i] = si
+    stages: list[int | None] = [*net.exit_stages, None]
+    for s in stages:
         total = 0
         for name, ops in records:
             parts = name.split(".")

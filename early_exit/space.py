@@ -47,7 +47,7 @@ _BACKBONE_FIELDS = ("ks", "e", "d", "r")
 def _check_t_values(t_values: Any) -> tuple[float, ...]:
     if not isinstance(t_values, (list, tuple, np.ndarray)) or len(t_values) < 1:
         raise ValueError(f"t_values: expected a non-empty list of thresholds in (0, 1], got {t_values!r}")
-    out = []
+    out: list[float] = []
     for i, v in enumerate(t_values):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise ValueError(f"t_values[{i}]: expected a number in (0, 1], got {v!r}")
