@@ -1,0 +1,130 @@
+"""True evaluation of one early-exit config: build on the supernet, train jointly, measure on the validation
+split, choose thresholds, and report the metrics the search stores.
+
+Thresholds: in t-mode (EDANAS) they are the config's ``t`` (one per present exit). In b-mode (NACHOS) they are
+calibrated after training on the validation outputs (:func:`early_exit.metrics.calibrate_thresholds`):
+with a budget ``max_avg_macs`` the most accurate thresholds meeting it; without one the fewest average MACs
+whose deployed accuracy is within ``tolerance`` percentage points of the best achievable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from early_exit import metrics as eem
+from early_exit.network import (
+    DEFAULT_HEAD_WIDTH,
+    N_EARLY_EXITS,
+    backbone_macs,
+    build_early_exit_net,
+    exit_macs,
+    exits_of,
+    predict_exits,
+    train_joint,
+)
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class EarlyExitSettings:
+    """How one early-exit candidate is trained and measured.
+
+    ``loss_weights`` has 5 entries: the exits after stages 1..4 and the final classifier (weights of absent
+    exits are ignored). ``max_avg_macs`` is the NACHOS budget (b-mode calibration); ``tolerance`` (percentage
+    points) is used by b-mode calibration when there is no budget.
+    """
+
+    n_classes: int
+    width_mult: float = 1.0
+    head_width: int = DEFAULT_HEAD_WIDTH
+    epochs: int = 1
+    lr: float = 0.05
+    weight_decay: float = 4e-5
+    loss_weights: Sequence[float] = field(default_factory=lambda: [1.0] * (N_EARLY_EXITS + 1))
+    max_steps: int | None = None
+    calib_grid: Sequence[float] = eem.DEFAULT_CALIBRATION_GRID
+    max_avg_macs: float | None = None
+    tolerance: float = 0.5
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if len(self.loss_weights) != N_EARLY_EXITS + 1:
+            raise ValueError(
+                f"loss_weights: expected {N_EARLY_EXITS + 1} weights (exits after stages 1-4, final), "
+                f"got {len(self.loss_weights)}"
+            )
+        if any(w < 0 for w in self.loss_weights):
+            raise ValueError(f"loss_weights: expected non-negative weights, got {list(self.loss_weights)}")
+
+
+def exit_thresholds(config: Mapping[str, Any]) -> list[float] | None:
+    """Thresholds of the present early exits from a t-mode config; ``None`` for b-mode (to be calibrated)."""
+    if "t" in config:
+        return [float(t) for t in config["t"] if float(t) < 1.0]
+    return None
+
+
+def evaluate_early_exit(
+    config: Mapping[str, Any],
+    train: Batches,
+    valid: Batches,
+    settings: EarlyExitSettings,
+    *,
+    supernet: Any = None,
+) -> dict[str, Any]:
+    """Build ``config`` on ``supernet`` (inherited weights), train backbone and exits jointly on ``train``,
+    and return the early-exit metrics on ``valid``.
+
+    Keys: ``top1``, ``top1_err``, ``avg_macs``, ``macs`` (single-exit backbone), ``exit_util``, ``exit_acc``,
+    ``exit_acc_taken``, ``exit_macs``, ``thresholds``, ``n_exits``, ``train_loss`` and, when a budget
+    applies, ``feasible``.
+    """
+    present = exits_of(config)
+    net = build_early_exit_net(
+        config,
+        n_classes=settings.n_classes,
+        width_mult=settings.width_mult,
+        head_width=settings.head_width,
+        supernet=supernet,
+    )
+    weights = [w for w, p in zip(settings.loss_weights, [*present, True], strict=True) if p]
+    history: list[float] = []
+    if settings.epochs > 0:
+        history = train_joint(
+            net,
+            train,
+            epochs=settings.epochs,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            loss_weights=weights,
+            device=settings.device,
+            max_steps=settings.max_steps,
+        )
+    probs, labels = predict_exits(net, valid, device=settings.device)
+    macs = exit_macs(
+        config, n_classes=settings.n_classes, width_mult=settings.width_mult, head_width=settings.head_width
+    )
+    thr = exit_thresholds(config)
+    if thr is not None:
+        out = eem.evaluate_policy(probs, labels, thr, macs)
+        if settings.max_avg_macs is not None:
+            out["feasible"] = out["avg_macs"] <= settings.max_avg_macs
+    elif settings.max_avg_macs is not None:
+        out = eem.calibrate_thresholds(
+            probs, labels, macs, max_avg_macs=settings.max_avg_macs, grid=settings.calib_grid
+        )
+    else:
+        best = eem.calibrate_thresholds(probs, labels, macs, grid=settings.calib_grid)
+        out = eem.calibrate_thresholds(
+            probs, labels, macs, min_top1=best["top1"] - settings.tolerance, grid=settings.calib_grid
+        )
+        out.pop("feasible", None)
+    out["macs"] = float(backbone_macs(config, n_classes=settings.n_classes, width_mult=settings.width_mult))
+    out["n_exits"] = len(macs)
+    out["train_loss"] = history[-1] if history else None
+    return out
