@@ -35,3 +35,24 @@ def test_edanas_records_agree_with_our_avg_macs(shared_data: Path) -> None:
 def test_bad_path() -> None:
     with pytest.raises(ValueError, match="path: no such EDANAS csv"):
         load_records("/nonexistent/edanas.csv")
+
+
+def test_exit_rate_model_predicts_held_out_avg_macs(shared_data: Path) -> None:
+    import numpy as np
+
+    from early_exit.objectives import ExitRateModel, exit_macs_table
+
+    recs = load_records(shared_data / "edanas" / "edanas_ee_c10_r32.csv")
+    idx = np.random.default_rng(0).permutation(len(recs))
+    train, test = [recs[i] for i in idx[:200]], [recs[i] for i in idx[200:]]
+    model = ExitRateModel(n_classes=10).fit([r["config"] for r in train], [r["exit_util"] for r in train])
+    pred = model.predict([r["config"] for r in test])
+    true = np.array([avg_macs(r["exit_util"], exit_macs(r["config"], n_classes=10)) for r in test])
+    assert np.corrcoef(pred, true)[0, 1] > 0.97
+    assert np.mean(np.abs(pred / true - 1)) < 0.06
+    # unfitted: the backbone's MACs (an upper bound); the table lists exits by stage, NaN where absent
+    c = test[0]["config"]
+    assert ExitRateModel(n_classes=10).predict([c])[0] == backbone_macs(c, n_classes=10)
+    row = exit_macs_table([c], n_classes=10)[0]
+    present = [t < 1.0 for t in c["t"]]
+    assert list(np.isnan(row[:4])) == [not p for p in present] and row[4] == backbone_macs(c, n_classes=10)
