@@ -147,3 +147,15 @@ def test_joint_training_learns_every_exit(supernets: dict) -> None:
     # a confident early exit answers part of the inputs and saves MACs at a small accuracy cost
     cal = metrics.calibrate_thresholds(probs, labels, m["exit_macs"], min_top1=m["top1"] - 2.0)
     assert cal["feasible"] and cal["avg_macs"] <= m["avg_macs"]
+
+
+@pytest.mark.parametrize("width", [1.0, 1.2])
+def test_final_exit_macs_equal_the_cost_model(width: float) -> None:
+    from supernets.cost import cost_metrics
+
+    for r in (32, 36, 224):
+        ss = get_search_space("eemobilenetv3", lr=r, ur=r, width_mult=width, exit_mode="t")
+        configs = ss.sample(20, np.random.default_rng(r))
+        want = cost_metrics([ss.backbone(c) for c in configs], width_mult=width, n_classes=10)["macs"]
+        got = [exit_macs(c, n_classes=10, width_mult=width)[-1] for c in configs]
+        assert got == [int(v) for v in want]
