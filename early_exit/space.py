@@ -164,7 +164,7 @@ class EEMobileNetV3Space(MobileNetV3Space):
             x += list(c["b"])
         return np.array(x, dtype=np.int64)
 
-    def decode(self, x: Sequence[int]) -> Config:
+    def decode(self, x: Sequence[int] | np.ndarray) -> Config:
         if len(x) != self.n_var:
             raise ValueError(f"genome: expected {self.n_var} genes for {self.name}, got {len(x)}")
         genes = [int(g) for g in x]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from early_exit.network import (
     predict_exits,
     train_joint,
 )
-from supernets import get_search_space
+from tests.early_exit.conftest import ee_space
 
 torch.set_num_threads(1)
 
@@ -37,7 +39,7 @@ def supernets() -> dict[float, OFAMobileNetV3]:
 @pytest.mark.parametrize("width", [1.0, 1.2])
 @pytest.mark.parametrize("r,mode", [(32, "b"), (36, "t"), (64, "b")])
 def test_exit_macs_match_hooks_and_ofa_counter(supernets: dict, width: float, r: int, mode: str) -> None:
-    ss = get_search_space("eemobilenetv3", lr=r, ur=r, width_mult=width, exit_mode=mode)
+    ss = ee_space(lr=r, ur=r, width_mult=width, exit_mode=mode)
     for config in ss.sample(3, np.random.default_rng(r)):
         net = build_early_exit_net(config, n_classes=10, width_mult=width, supernet=supernets[width])
         analytic = exit_macs(config, n_classes=10, width_mult=width)
@@ -52,17 +54,18 @@ def test_exit_macs_match_hooks_and_ofa_counter(supernets: dict, width: float, r:
 
 
 def test_all_exits_present_and_head_width(supernets: dict) -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="b")
+    ss = ee_space(lr=32, ur=32, exit_mode="b")
     config = ss.backbone(ss.sample(1, np.random.default_rng(1))[0]) | {"b": [1, 1, 1, 1]}
     net = build_early_exit_net(config, n_classes=7, supernet=supernets[1.0], head_width=32)
     got = count_exit_macs_with_hooks(net, 32)
     assert got == exit_macs(config, n_classes=7, head_width=32) and len(got) == 5
     # backbone weights are inherited from the supernet (same first conv weights)
-    assert torch.equal(net.first_conv.conv.weight, supernets[1.0].first_conv.conv.weight)
+    first: Any = net.first_conv
+    assert torch.equal(first.conv.weight, supernets[1.0].first_conv.conv.weight)
 
 
 def test_weights_are_inherited_so_outputs_match_the_subnet(supernets: dict) -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="t")
+    ss = ee_space(lr=32, ur=32, exit_mode="t")
     config = ss.sample(1, np.random.default_rng(2))[0]
     net = build_early_exit_net(config, n_classes=10, supernet=supernets[1.0]).eval()
     supernets[1.0].set_active_subnet(ks=config["ks"], e=config["e"], d=config["d"])
@@ -73,7 +76,7 @@ def test_weights_are_inherited_so_outputs_match_the_subnet(supernets: dict) -> N
 
 
 def test_deployed_inference_matches_offline_policy(supernets: dict) -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="b")
+    ss = ee_space(lr=32, ur=32, exit_mode="b")
     config = ss.backbone(ss.sample(1, np.random.default_rng(4))[0]) | {"b": [1, 0, 1, 1]}
     torch.manual_seed(0)
     net = build_early_exit_net(config, n_classes=10, supernet=supernets[1.0])
@@ -100,7 +103,7 @@ def test_deployed_inference_matches_offline_policy(supernets: dict) -> None:
 
 
 def test_all_thresholds_one_gives_backbone_macs(supernets: dict) -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="t")
+    ss = ee_space(lr=32, ur=32, exit_mode="t")
     config = ss.backbone(ss.sample(1, np.random.default_rng(5))[0]) | {"t": [1.0, 1.0, 1.0, 1.0]}
     net = build_early_exit_net(config, n_classes=10, supernet=supernets[1.0])
     assert net.n_exits == 1 and len(net.heads) == 0
@@ -123,7 +126,7 @@ def test_joint_loss_is_the_weighted_sum() -> None:
     y = torch.randint(0, 5, (8,))
     ce = [torch.nn.functional.cross_entropy(lo, y) for lo in logits]
     assert torch.isclose(joint_loss(logits, y, [0.2, 0.3, 1.0]), 0.2 * ce[0] + 0.3 * ce[1] + ce[2])
-    assert torch.isclose(joint_loss(logits, y), sum(ce))
+    assert torch.isclose(joint_loss(logits, y), ce[0] + ce[1] + ce[2])
     with pytest.raises(ValueError, match="loss_weights: expected 3 weights"):
         joint_loss(logits, y, [1.0])
 
@@ -154,7 +157,7 @@ def test_final_exit_macs_equal_the_cost_model(width: float) -> None:
     from supernets.cost import cost_metrics
 
     for r in (32, 36, 224):
-        ss = get_search_space("eemobilenetv3", lr=r, ur=r, width_mult=width, exit_mode="t")
+        ss = ee_space(lr=r, ur=r, width_mult=width, exit_mode="t")
         configs = ss.sample(20, np.random.default_rng(r))
         want = cost_metrics([ss.backbone(c) for c in configs], width_mult=width, n_classes=10)["macs"]
         got = [exit_macs(c, n_classes=10, width_mult=width)[-1] for c in configs]

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from early_exit.space import EEMobileNetV3Space
 from supernets import codec, get_search_space
-from supernets.spaces import search_space_names
+from supernets.spaces import MobileNetV3Space, search_space_names
+from tests.early_exit.conftest import ee_space
 
 SPACES = [
     dict(lr=192, ur=256, width_mult=1.0),
@@ -23,14 +24,14 @@ MODES = [dict(exit_mode="t"), dict(exit_mode="b"), dict(exit_mode="t", t_values=
 @st.composite
 def space_and_genome(draw: st.DrawFn) -> tuple[dict, list[int]]:
     kw = {**draw(st.sampled_from(SPACES)), **draw(st.sampled_from(MODES))}
-    ss = get_search_space("eemobilenetv3", **kw)
+    ss = ee_space(**kw)
     genome = [draw(st.integers(int(lo), int(hi))) for lo, hi in zip(ss.xl, ss.xu, strict=True)]
     return kw, genome
 
 
 def test_registered() -> None:
     assert "eemobilenetv3" in search_space_names()
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32)
+    ss = ee_space(lr=32, ur=32)
     assert isinstance(ss, EEMobileNetV3Space)
     assert ss.describe() == {
         "name": "eemobilenetv3",
@@ -47,7 +48,7 @@ def test_registered() -> None:
 @given(space_and_genome())
 def test_genome_round_trip(kg: tuple[dict, list[int]]) -> None:
     kw, genome = kg
-    ss = get_search_space("eemobilenetv3", **kw)
+    ss = ee_space(**kw)
     has_res = kw["lr"] != kw["ur"]
     assert ss.n_var == 45 + int(has_res) + 4
     config = ss.decode(genome)
@@ -77,32 +78,31 @@ def test_genome_round_trip(kg: tuple[dict, list[int]]) -> None:
 
 def test_decode_without_resolution_gene_reads_the_right_genes() -> None:
     # CNAS bug: with lr == ur the exit genes were read one position too far. Here gene 45 is the first exit gene.
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="t")
+    ss = ee_space(lr=32, ur=32, exit_mode="t")
     genome = [0] * 45 + [0, 1, 2, 0]
     assert ss.decode(genome)["t"] == [0.1, 0.2, 1.0, 0.1]
-    ss2 = get_search_space("eemobilenetv3", lr=32, ur=64, exit_mode="t")
+    ss2 = ee_space(lr=32, ur=64, exit_mode="t")
     genome2 = [0] * 45 + [3] + [0, 1, 2, 0]
     c2 = ss2.decode(genome2)
     assert c2["t"] == [0.1, 0.2, 1.0, 0.1] and c2["r"] == 44
 
 
 def test_canonicalises_exit_fields() -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="t")
+    ss = ee_space(lr=32, ur=32, exit_mode="t")
     c = ss.sample(1, np.random.default_rng(0))[0]
     c["t"] = [1, 0.1, np.float32(0.2), 1.0]  # EDANAS writes 1 for 1.0
     v = ss.validate(c)
     assert v["t"] == [1.0, 0.1, 0.2, 1.0] and all(type(t) is float for t in v["t"])
     assert ss.exits_present(v) == [False, True, True, False] and ss.n_exits(v) == 3
-    ssb = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="b")
+    ssb = ee_space(lr=32, ur=32, exit_mode="b")
     cb = {k: c[k] for k in ("ks", "e", "d", "r")} | {"b": [np.int64(1), 0, 1.0, 0]}
     assert ssb.validate(cb)["b"] == [1, 0, 1, 0]
-    assert ssb.to_block_strings(cb) == get_search_space("mobilenetv3", lr=32, ur=32).to_block_strings(
-        {k: c[k] for k in ("ks", "e", "d", "r")}
-    )
+    base = MobileNetV3Space(lr=32, ur=32)
+    assert ssb.to_block_strings(cb) == base.to_block_strings({k: c[k] for k in ("ks", "e", "d", "r")})
 
 
 def test_sample_b_mode_never_draws_no_exit() -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode="b")
+    ss = ee_space(lr=32, ur=32, exit_mode="b")
     configs = ss.sample(200, np.random.default_rng(3))
     assert all(sum(c["b"]) >= 1 for c in configs)
     assert len({tuple(c["b"]) for c in configs}) == 15
@@ -126,7 +126,7 @@ def test_sample_b_mode_never_draws_no_exit() -> None:
     ],
 )
 def test_bad_configs(mode: str, patch: dict, msg: str) -> None:
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32, exit_mode=mode)
+    ss = ee_space(lr=32, ur=32, exit_mode=mode)
     base = ss.backbone(ss.sample(1, np.random.default_rng(0))[0])
     with pytest.raises(ValueError, match=msg):
         ss.validate({**base, **patch})
@@ -134,12 +134,12 @@ def test_bad_configs(mode: str, patch: dict, msg: str) -> None:
 
 def test_bad_space_options_and_genomes() -> None:
     with pytest.raises(ValueError, match="exit_mode: expected one of"):
-        get_search_space("eemobilenetv3", exit_mode="x")
+        ee_space(exit_mode="x")
     with pytest.raises(ValueError, match=r"t_values\[1\]: 1.5 is outside"):
-        get_search_space("eemobilenetv3", t_values=(0.1, 1.5))
+        ee_space(t_values=(0.1, 1.5))
     with pytest.raises(ValueError, match=r"t_values\[1\]: 0.1 is repeated"):
-        get_search_space("eemobilenetv3", t_values=(0.1, 0.1))
-    ss = get_search_space("eemobilenetv3", lr=32, ur=32)
+        ee_space(t_values=(0.1, 0.1))
+    ss = ee_space(lr=32, ur=32)
     with pytest.raises(ValueError, match="genome: expected 49 genes"):
         ss.decode([0] * 46)
     with pytest.raises(ValueError, match=r"genome\[46\]: index 3 outside 0..2"):
