@@ -77,6 +77,39 @@ class OracleEvaluatorSpec(_Strict):
 EvaluatorSpec = Annotated[SupernetEvaluatorSpec | OracleEvaluatorSpec, Field(discriminator="kind")]
 
 
+class EarlyExitSpec(_Strict):
+    """Early-exit options (``search_space: eemobilenetv3``): exit genes, heads, joint training, calibration.
+
+    ``exit_mode`` ``t`` (EDANAS: per-exit thresholds from ``t_values``, 1.0 = no exit) or ``b`` (NACHOS: exit
+    presence, thresholds calibrated after training, under ``constraints.avg_macs`` when given).
+    ``loss_weights``: exits after stages 1-4 and the final classifier.
+    """
+
+    exit_mode: Literal["t", "b"] = "t"
+    t_values: list[float] = Field(default_factory=lambda: [0.1, 0.2, 1.0], min_length=1)
+    head_width: int = Field(default=128, ge=1)
+    loss_weights: list[float] = Field(default_factory=lambda: [1.0] * 5, min_length=5, max_length=5)
+    calib_grid: list[float] = Field(
+        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1
+    )
+    tolerance: float = Field(default=0.5, ge=0, description="b-mode without a budget: accuracy points given up")
+
+    @field_validator("t_values", "calib_grid")
+    @classmethod
+    def _unit(cls, v: list[float]) -> list[float]:
+        for x in v:
+            if not 0 < x <= 1:
+                raise ValueError(f"{x} is outside (0, 1]")
+        return v
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _non_negative(cls, v: list[float]) -> list[float]:
+        if any(w < 0 for w in v):
+            raise ValueError(f"expected non-negative weights, got {v}")
+        return v
+
+
 class PenaltySpec(_Strict):
     """CNAS's weighted penalty ``tiny_ml = sum_k w_k * (c_k + factor * max(0, c_k - max_k))``, c_k in millions."""
 
@@ -106,6 +139,7 @@ class JobSpec(_Strict):
     constraints: dict[str, float] = Field(default_factory=dict)
     constraint_mode: Literal["penalty", "hard"] = "penalty"
     penalty: PenaltySpec = Field(default_factory=PenaltySpec)
+    early_exit: EarlyExitSpec | None = None
     predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"
     n_doe: int = Field(default=100, ge=2)
     n_iter: int = Field(default=8, ge=1)
@@ -151,11 +185,17 @@ class JobSpec(_Strict):
             "avg_macs" in self.constraints or self.objectives[-1] == "avg_macs"
         ):
             raise ValueError("search_space: avg_macs needs the early-exit space eemobilenetv3")
+        if self.early_exit is not None and self.search_space != "eemobilenetv3":
+            raise ValueError("early_exit: early-exit options need search_space eemobilenetv3")
         return self
 
     def search_space_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`supernets.get_search_space` for this job."""
-        return {"lr": self.resolution[0], "ur": self.resolution[1], "width_mult": self.width_mult}
+        kw: dict[str, Any] = {"lr": self.resolution[0], "ur": self.resolution[1], "width_mult": self.width_mult}
+        if self.search_space == "eemobilenetv3":
+            ee = self.early_exit or EarlyExitSpec()
+            kw.update({"exit_mode": ee.exit_mode, "t_values": tuple(ee.t_values)})
+        return kw
 
 
 def format_validation_error(err: ValidationError) -> str:
