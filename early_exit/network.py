@@ -108,6 +108,11 @@ def exits_of(config: Mapping[str, Any]) -> list[bool]:
     return [False] * N_EARLY_EXITS
 
 
+def n_exits(config: Mapping[str, Any]) -> int:
+    """Exits of a config including the final classifier (CNAS's ``--n_exits``; 1 for a single-exit config)."""
+    return sum(exits_of(config)) + 1
+
+
 def exit_macs(
     config: Mapping[str, Any],
     *,

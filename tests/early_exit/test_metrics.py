@@ -97,3 +97,14 @@ def test_calibration_meets_the_budget_at_the_best_accuracy() -> None:
     )
     with pytest.raises(ValueError, match="give max_avg_macs or min_top1, not both"):
         metrics.calibrate_thresholds(probs, labels, macs, max_avg_macs=1.0, min_top1=1.0)
+
+
+def test_n_exits() -> None:
+    from early_exit.network import n_exits
+
+    base = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32}
+    assert n_exits(base) == 1
+    assert n_exits(base | {"t": [0.1, 1.0, 0.2, 1.0]}) == 3
+    assert n_exits(base | {"b": [1, 1, 1, 1]}) == 5
+    with pytest.raises(ValueError, match="either t"):
+        n_exits(base | {"t": [1.0] * 4, "b": [1, 0, 0, 0]})
