@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         resolutions: str = typer.Option("160:224", "--resolutions", help="LR:UR, step 4."),
         batch_size: int = typer.Option(1, "--batch-size"),
         threads: int = typer.Option(1, "--threads"),
+        clock: str = typer.Option(
+            "wall", "--clock", help="wall (latency) | cpu (thread CPU time, threads 1: for a loaded machine)."
+        ),
         repeat: int = typer.Option(30, "--repeat", help="Timed runs per block (the median is stored)."),
         warmup: int = typer.Option(5, "--warmup", help="Untimed runs before timing."),
         n_classes: int = typer.Option(1000, "--n-classes"),
@@ -54,6 +57,7 @@ def register(app: typer.Typer) -> None:
             n_classes=n_classes,
             batch_size=batch_size,
             threads=threads,
+            clock=clock,
             repeat=repeat,
             warmup=warmup,
             calibrate=calibrate,

@@ -65,6 +65,7 @@ from supernets.codec import (
 from supernets.cost import conv_out, mid_channels
 
 DEVICES: tuple[str, ...] = ("onnxruntime-cpu", "torch-cpu", "torch-cuda")
+CLOCKS: tuple[str, ...] = ("wall", "cpu")
 FORMAT = "msunas-lut/1"
 STYLES: tuple[str, ...] = ("msunas", "nsganetv2", "ofa")
 N_CHOICES = len(KERNELS) * len(EXPANDS)
@@ -257,11 +258,21 @@ def machine_info() -> dict[str, Any]:
 
 
 class Runtime:
-    """Times a torch module on one runtime: warm-up runs, then the median of ``repeat`` timed runs (ms)."""
+    """Times a torch module on one runtime: warm-up runs, then the median of ``repeat`` timed runs (ms).
 
-    def __init__(self, device: str, threads: int = 1, batch_size: int = 1) -> None:
+    ``clock="wall"`` (default) times wall-clock latency. ``clock="cpu"`` times the calling thread's CPU time
+    instead: with one thread (ORT ``intra_op_num_threads=1`` and torch with one thread both compute on the
+    calling thread) that is the latency the network would have on an idle core, immune to the preemption
+    that inflates wall time on a shared, oversubscribed machine (it still includes cache interference).
+    """
+
+    def __init__(self, device: str, threads: int = 1, batch_size: int = 1, clock: str = "wall") -> None:
         if device not in DEVICES:
             raise ValueError(f"device: expected one of {list(DEVICES)}, got {device!r}")
+        if clock not in CLOCKS:
+            raise ValueError(f"clock: expected one of {list(CLOCKS)}, got {clock!r}")
+        if clock == "cpu" and (threads != 1 or device == "torch-cuda"):
+            raise ValueError("clock: 'cpu' (thread CPU time) needs threads=1 and a CPU device")
         for name, v in (("threads", threads), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
@@ -269,14 +280,15 @@ class Runtime:
 
         if device == "torch-cuda" and not torch.cuda.is_available():
             raise ValueError("device torch-cuda: CUDA is not available on this machine (no GPU or no CUDA torch)")
-        self.device, self.threads, self.batch_size = device, threads, batch_size
-        torch.set_num_threads(threads)
+        self.device, self.threads, self.batch_size, self.clock = device, threads, batch_size, clock
+        if device.startswith("torch"):  # ORT sessions get their own thread count
+            torch.set_num_threads(threads)
 
     def info(self) -> dict[str, Any]:
         """Runtime name and versions (recorded in the table)."""
         import torch
 
-        out: dict[str, Any] = {"device": self.device, "torch": torch.__version__}
+        out: dict[str, Any] = {"device": self.device, "clock": self.clock, "torch": torch.__version__}
         if self.device == "onnxruntime-cpu":
             import onnxruntime as ort
 
@@ -310,11 +322,12 @@ class Runtime:
 
         for _ in range(warmup):
             run()
+        timer = time.perf_counter if self.clock == "wall" else time.thread_time
         times = []
         for _ in range(repeat):
-            t = time.perf_counter()
+            t = timer()
             run()
-            times.append((time.perf_counter() - t) * 1e3)
+            times.append((timer() - t) * 1e3)
         return {
             "ms": statistics.median(times),
             "min_ms": min(times),
@@ -361,12 +374,13 @@ def measure_configs(
     threads: int = 1,
     warmup: int = 10,
     repeat: int = 30,
+    clock: str = "wall",
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """End-to-end latency (ms, median of ``repeat`` runs) of each config's subnet extracted with ``ofa``."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
-    rt = Runtime(device, threads, batch_size)
+    rt = Runtime(device, threads, batch_size, clock)
     width_mult = check_width(width_mult)
     net = OFAMobileNetV3(
         n_classes=_check_n_classes(n_classes),
@@ -699,6 +713,7 @@ def build_table(
     n_classes: int = 1000,
     batch_size: int = 1,
     threads: int = 1,
+    clock: str = "wall",
     repeat: int = 30,
     warmup: int = 5,
     calibrate: int = 10,
@@ -724,8 +739,9 @@ def build_table(
     res_list = sorted(set(int(r) for r in resolutions))
     if res_list[0] < 32:
         raise ValueError(f"resolutions: expected >= 32, got {res_list[0]}")
-    rt = Runtime(device, threads, batch_size)
+    rt = Runtime(device, threads, batch_size, clock)
     settings: dict[str, Any] = {
+        "clock": clock,
         "device": device,
         "width_mult": width_mult,
         "n_classes": n_classes,
@@ -735,7 +751,7 @@ def build_table(
     path = Path(out)
     if path.exists():
         table = LatencyTable.load(path)
-        old = {k: table.meta.get(k, getattr(table, k, None)) for k in settings}
+        old = {k: table.meta.get(k, getattr(table, k, "wall" if k == "clock" else None)) for k in settings}
         for k, v in settings.items():
             if old[k] != v:
                 raise ValueError(f"{k}: {path} was built with {k}={old[k]!r}, not {v!r} (use another --out)")
@@ -807,6 +823,7 @@ def fit_correction(
             n_classes=table.n_classes,
             batch_size=table.meta["batch_size"],
             threads=table.meta["threads"],
+            clock=table.meta.get("clock", "wall"),
             warmup=warmup,
             repeat=repeat,
             progress=lambda i: bar.update(task, completed=i),
@@ -862,7 +879,7 @@ def table_summary(table: LatencyTable) -> dict[str, Any]:
         "n_classes": table.n_classes,
         "entries": len(table.entries) or sum(len(v) for v in table.per_resolution.values()),
     }
-    for k in ("device", "batch_size", "threads", "repeat", "resolutions", "complete", "build_seconds"):
+    for k in ("device", "clock", "batch_size", "threads", "repeat", "resolutions", "complete", "build_seconds"):
         if k in table.meta:
             out[k] = table.meta[k]
     if table.correction:

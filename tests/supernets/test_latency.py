@@ -146,6 +146,8 @@ def test_build_resumes_a_partial_table(tmp_path) -> None:
                         raw=True)[0] > 0  # fmt: skip
     with pytest.raises(ValueError, match="threads"):
         build_table(path, **{**kw, "resolutions": [32]}, threads=2)
+    with pytest.raises(ValueError, match="clock"):
+        build_table(path, **kw, clock="cpu")
     with pytest.raises(ValueError, match="no entry for block"):
         full.predict([dict(codec.normalize_backbone({"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 64}))])
 
@@ -163,6 +165,19 @@ def test_onnxruntime_blocks_and_end_to_end(tmp_path) -> None:
     build_table(path, device="onnxruntime-cpu", resolutions=[32], repeat=2, warmup=0, progress=False, max_blocks=6)
     stored = json.loads(path.read_text())
     assert len(stored["entries"]) == 6 and stored["runtime"]["onnxruntime"]
+
+
+def test_cpu_clock() -> None:
+    """Thread CPU time: for one thread, the compute of the calling thread, immune to preemption by other jobs."""
+    rt = Runtime("onnxruntime-cpu", clock="cpu")
+    assert rt.info()["clock"] == "cpu"
+    b = [x for x in enumerate_blocks(1.0, [64]) if x.kind == "mbconv"][5]
+    stats = rt.measure(b.build(), b.input_shape(1), warmup=1, repeat=3)
+    assert 0 < stats["ms"] < 1000
+    with pytest.raises(ValueError, match="clock"):
+        Runtime("onnxruntime-cpu", threads=2, clock="cpu")
+    with pytest.raises(ValueError, match="clock"):
+        Runtime("torch-cpu", clock="gpu")
 
 
 def test_bad_runtime_settings() -> None:
