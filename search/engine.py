@@ -48,7 +48,7 @@ from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from search.evaluator import EvalResult
-from search.hv import hv2d, hypervolume, non_dominated, normalise, rank_order
+from search.hv import hv2d_gains, hypervolume, non_dominated, normalise, rank_order
 from search.objectives import Objectives
 from search.spec import JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
@@ -71,6 +71,26 @@ def canonicalise_genomes(X: np.ndarray) -> np.ndarray:
             X[off, b + 1 + j] = 0
             X[off, b + 5 + j] = 0
     return X
+
+
+def genome_arrays(X: np.ndarray, resolutions: Sequence[int]) -> dict[str, np.ndarray]:
+    """Backbone arrays (``ks``/``e`` (N, 20), ``d`` (N, 5), ``r`` (N,)) of genomes, as ``codec.backbone_arrays``."""
+    X = np.asarray(X, dtype=np.int64)
+    n = len(X)
+    kern, expd, deps = np.asarray(codec.KERNELS), np.asarray(codec.EXPANDS), np.asarray(codec.DEPTHS)
+    ks = np.full((n, codec.N_SLOTS), 3, dtype=np.int64)
+    e = np.full((n, codec.N_SLOTS), 3, dtype=np.int64)
+    d = np.empty((n, codec.N_STAGES), dtype=np.int64)
+    for s in range(codec.N_STAGES):
+        b = s * codec.N_STAGE_GENES
+        d[:, s] = deps[X[:, b]]
+        for j in range(codec.MAX_DEPTH):
+            on = d[:, s] > j
+            ks[on, s * codec.MAX_DEPTH + j] = kern[X[on, b + 1 + j]]
+            e[on, s * codec.MAX_DEPTH + j] = expd[X[on, b + 5 + j]]
+    res = np.asarray(resolutions, dtype=np.int64)
+    r = res[X[:, codec.N_BACKBONE_GENES]] if len(res) > 1 else np.full(n, res[0], dtype=np.int64)
+    return {"ks": ks, "e": e, "d": d, "r": r}
 
 
 class _CanonicalRepair(Repair):
@@ -191,7 +211,9 @@ class Engine:
     """Surrogate-assisted NSGA-II (MSuNAS) as a resumable ask/tell object; see the module docstring."""
 
     def __init__(self, spec: JobSpec | Mapping[str, Any] | str | Path) -> None:
-        self.spec = spec if isinstance(spec, JobSpec) else load_spec(spec if not isinstance(spec, Mapping) else dict(spec))
+        if not isinstance(spec, JobSpec):
+            spec = load_spec(dict(spec) if isinstance(spec, Mapping) else spec)
+        self.spec = spec
         self.space = get_search_space(self.spec.search_space, **self.spec.search_space_kwargs())
         self.objectives = Objectives(self.spec)
         self.opts = self.spec.engine
@@ -408,7 +430,8 @@ class Engine:
         configs = [self.space.validate(r.config) for r in results]
         costs = self.objectives.costs(configs) if configs else {}
         metr = {m: np.array([float(results[i].metrics.get(m, np.nan)) for i in range(len(results))]) for m in need}
-        top1 = np.array([float(r.metrics.get("top1", np.nan)) if i in ok_idx else np.nan for i, r in enumerate(results)])
+        top1 = np.full(len(results), np.nan)
+        top1[ok_idx] = [float(results[i].metrics["top1"]) for i in ok_idx]
         F, _ = self.objectives.evaluate(top1, costs, metr) if configs else (np.zeros((0, 2)), None)
         cv = self.objectives.violation(costs, metr) if configs else np.zeros(0)
         out = []
@@ -468,7 +491,7 @@ class Engine:
         hvs = [h["hv"] for h in self.history]
         if pat is None or len(hvs) <= pat:
             return
-        if hvs[-1] - max(hvs[: -pat]) <= self.opts.hv_tol:
+        if hvs[-1] - max(hvs[:-pat]) <= self.opts.hv_tol:
             self.stopped = True
             self.stop_reason = f"no hypervolume gain in {pat} iterations"
 
@@ -478,10 +501,9 @@ class Engine:
             return np.zeros(len(configs))
         costs = self.objectives.costs(configs)
         g = []
-        for j, k in enumerate(self.objectives.constraint_keys):
-            src = {"params": "params", "macs": "macs", "activations": "activations", "latency_ms": "latency_ms"}
-            if k in src and src[k] in costs:
-                g.append(np.maximum(costs[src[k]] / self.objectives.constraints[k] - 1.0, 0.0))
+        for k in self.objectives.constraint_keys:
+            if k in costs:  # params, macs, activations, latency_ms; avg_macs is only known after evaluation
+                g.append(np.maximum(costs[k] / self.objectives.constraints[k] - 1.0, 0.0))
         return np.sum(g, axis=0) if g else np.zeros(len(configs))
 
     def _initial_design(self) -> list[dict[str, Any]]:
@@ -558,8 +580,8 @@ class Engine:
 
     def _predict(self, X: np.ndarray, surrogates: Mapping[str, Surrogate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted objectives F, hard constraints G and total violation of genomes (exact costs)."""
-        configs = self.space.decode_many(X)
-        costs = self.objectives.costs(configs)
+        arrays = genome_arrays(X, self.space.resolutions)
+        costs = self.objectives.costs_of_arrays(arrays, lambda: self.space.decode_many(X))
         err = surrogates["top1_err"].predict(X)
         metr = {m: s.predict(X) for m, s in surrogates.items() if m != "top1_err"}
         F, G = self.objectives.evaluate(100.0 - err, costs, metr)
@@ -603,26 +625,27 @@ class Engine:
         minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
         timing["search"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pool = np.array(problem.X_seen, dtype=np.int64).reshape(-1, self.space.n_var)
-        configs_all = self.space.decode_many(pool)
-        keys = [codec.config_key(c) for c in configs_all]
-        fresh, seen = [], set(self._keys)
-        for i, k in enumerate(keys):
-            if k not in seen:
-                seen.add(k)
-                fresh.append(i)
+        pool = canonicalise_genomes(np.array(problem.X_seen, dtype=np.int64).reshape(-1, self.space.n_var))
+        known = {g.tobytes() for g in self._archive_genomes()}
+        fresh = [i for i, g in enumerate(pool) if g.tobytes() not in known]
         pool = pool[fresh]
         Fp, _, cvp = self._predict(pool, sur) if len(pool) else (np.zeros((0, 2)), None, np.zeros(0))
         chosen = self._select(Fp, cvp, self.spec.n_iter)
+        configs = [self.space.decode(pool[i]) for i in chosen]
         timing["select"] = time.perf_counter() - t0
         timing["overhead"] = timing["fit"] + timing["search"] + timing["select"]
-        configs = [configs_all[fresh[i]] for i in chosen]
         return configs, {
             "surrogate": info,
             "predicted": [[float(v) for v in Fp[i]] for i in chosen],
             "timing": timing,
             "pool": len(pool),
         }
+
+    def _archive_genomes(self) -> np.ndarray:
+        """Canonical genomes of every archived config (successful or not: never proposed again)."""
+        if not self.archive:
+            return np.zeros((0, self.space.n_var), dtype=np.int64)
+        return canonicalise_genomes(self.space.encode_many([r["config"] for r in self.archive]))
 
     def _archive_front_norm(self) -> np.ndarray:
         recs = [r for r in self.archive if r["status"] == "ok" and r["feasible"]]
@@ -639,26 +662,24 @@ class Engine:
         if self.spec.constraint_mode == "hard" and (cv <= 0).any():
             idx = idx[cv[idx] <= 0]  # never propose an infeasible design while a feasible one is known
         elif self.spec.constraint_mode == "hard":
-            idx = idx[np.argsort(cv[idx], kind="stable")][: n]  # none feasible: the least violating
+            idx = idx[np.argsort(cv[idx], kind="stable")][:n]  # none feasible: the least violating
             return [int(i) for i in idx]
         if F.shape[1] == 1:
             return [int(i) for i in idx[np.argsort(F[idx, 0], kind="stable")][:n]]
         Fn = normalise(F, self.ref_point)
         base = self._archive_front_norm()
         chosen: list[int] = []
-        if self.opts.candidate_selection == "hv":
+        if self.opts.candidate_selection == "hv" and F.shape[1] == 2:
             cur = base
-            hv_cur = hv2d(cur)
-            # designs predicted dominated by the archive's front can never add HV
-            live = [int(i) for i in idx if np.all(Fn[i] < 1.0) and not _dominated_by(Fn[i], cur)]
-            while live and len(chosen) < n:
-                gains = np.array([hv2d(np.vstack([cur, Fn[i][None]])) - hv_cur for i in live])
+            live = idx[np.all(Fn[idx] < 1.0, axis=1)]
+            while len(live) and len(chosen) < n:
+                gains = hv2d_gains(cur, Fn[live])
                 j = int(np.argmax(gains))
                 if gains[j] <= 0:
                     break
-                chosen.append(live.pop(j))
-                cur = np.vstack([cur, Fn[chosen[-1]][None]])
-                hv_cur = hv2d(cur)
+                chosen.append(int(live[j]))
+                cur = np.vstack([cur, Fn[live[j]][None]])
+                live = np.delete(live, j)[gains[np.arange(len(live)) != j] > 0]
         if len(chosen) < n:
             rest = [int(i) for i in idx if int(i) not in set(chosen)]
             chosen += self._spread(Fn, rest, np.vstack([base] + [Fn[chosen]] if chosen else [base]), n - len(chosen))
@@ -688,10 +709,3 @@ class Engine:
             remaining.remove(j)
             pts = np.vstack([pts, Fc[j][None]])
         return out
-
-
-def _dominated_by(p: np.ndarray, P: np.ndarray) -> bool:
-    """True when some row of ``P`` weakly dominates ``p`` (so ``p`` adds no hypervolume)."""
-    if len(P) == 0:
-        return False
-    return bool(np.any(np.all(P <= p, axis=1)))

@@ -49,6 +49,32 @@ def hv2d(Fn: np.ndarray) -> float:
     return float(np.sum((x_next - P[:, 0]) * (1.0 - P[:, 1])))
 
 
+def hv2d_gains(front: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """Exact 2-D HV gain of adding each row of ``cands`` alone to ``front`` (normalised, reference (1, 1)).
+
+    The front's dominated region is a staircase ``h(x)``; a candidate ``p`` adds the area between ``p2`` and
+    ``h(x)`` for ``x`` from ``p1`` to 1, computed for all candidates at once.
+    """
+    C = np.asarray(cands, dtype=np.float64)
+    if len(C) == 0:
+        return np.zeros(0)
+    P = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    P = P[(P[:, 0] < 1.0) & (P[:, 1] < 1.0)]
+    if len(P):
+        P = P[np.lexsort((P[:, 1], P[:, 0]))]
+        best = np.minimum.accumulate(P[:, 1])
+        keep = np.ones(len(P), dtype=bool)
+        keep[1:] = P[1:, 1] < best[:-1]
+        P = P[keep]
+    starts = np.concatenate([[-np.inf], P[:, 0]])
+    ends = np.concatenate([P[:, 0], [1.0]])
+    heights = np.concatenate([[1.0], P[:, 1]])
+    c1 = np.minimum(C[:, 0:1], 1.0)
+    c2 = np.minimum(C[:, 1:2], 1.0)
+    length = np.maximum(0.0, ends[None, :] - np.maximum(starts[None, :], c1))
+    return np.sum(length * np.maximum(0.0, heights[None, :] - c2), axis=1)
+
+
 def non_dominated(F: np.ndarray) -> np.ndarray:
     """Indices of the non-dominated rows of ``F`` (first front)."""
     F = np.asarray(F, dtype=np.float64)

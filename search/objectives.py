@@ -128,8 +128,9 @@ def n_classes_of(spec: JobSpec) -> int:
 
 def exact_costs(configs: Sequence[Mapping[str, Any]], width_mult: float, n_classes: int) -> dict[str, np.ndarray]:
     """Exact params/MACs/activations/peak_activation (counts) of canonical configs, vectorised."""
-    from supernets import codec
     from supernets.cost import cost_metrics
+
+    from supernets import codec
 
     if len(configs) == 0:
         return {k: np.zeros(0) for k in COST_KEYS}
@@ -175,6 +176,18 @@ class Objectives:
         if self._latency is not None:
             out["latency_ms"] = np.asarray(self._latency(configs), dtype=np.float64)
         return out
+
+    def costs_of_arrays(
+        self, arrays: Mapping[str, np.ndarray], configs: Callable[[], Sequence[Mapping[str, Any]]]
+    ) -> dict[str, np.ndarray]:
+        """:meth:`costs` from stacked backbone arrays (the inner loop's fast path); ``configs()`` for latency."""
+        from supernets.cost import cost_metrics
+
+        out = cost_metrics(dict(arrays), width_mult=self.width_mult, n_classes=self.n_classes)
+        res = {k: np.asarray(out[k], dtype=np.float64) for k in COST_KEYS}
+        if self._latency is not None:
+            res["latency_ms"] = np.asarray(self._latency(configs()), dtype=np.float64)
+        return res
 
     def needs_metric_prediction(self) -> list[str]:
         """Evaluator metrics (other than ``top1``) that objectives or constraints use (predicted in the loop)."""

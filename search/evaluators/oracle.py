@@ -23,8 +23,16 @@ from supernets import codec
 if TYPE_CHECKING:
     from search.spec import JobSpec
 
-LAYERS = (("0.weight", (400, 128)), ("0.bias", (400,)), ("2.weight", (400, 400)), ("2.bias", (400,)),
-          ("4.weight", (400, 400)), ("4.bias", (400,)), ("6.weight", (1, 400)), ("6.bias", (1,)))
+LAYERS = (
+    ("0.weight", (400, 128)),
+    ("0.bias", (400,)),
+    ("2.weight", (400, 400)),
+    ("2.bias", (400,)),
+    ("4.weight", (400, 400)),
+    ("4.bias", (400,)),
+    ("6.weight", (1, 400)),
+    ("6.bias", (1,)),
+)
 N_RES_BINS = 8
 
 
@@ -98,4 +106,4 @@ def _oracle(job: JobSpec) -> Evaluator:
     from search.objectives import n_classes_of
 
     ev = job.evaluator
-    return OracleEvaluator(getattr(ev, "path"), width_mult=float(job.width_mult), n_classes=n_classes_of(job))
+    return OracleEvaluator(ev.path, width_mult=float(job.width_mult), n_classes=n_classes_of(job))
