@@ -27,9 +27,8 @@ def _register() -> None:
     from service import cli_core
 
     cli_core.register(app)
-    from service import cli_search
-
-    cli_search.register(app)
+    __import__("service.cli_cost", fromlist=["register"]).register(app)
+    __import__("service.cli_search", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
