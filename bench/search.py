@@ -88,7 +88,7 @@ class OracleProblem:
         X = canonicalise_genomes(X)
         configs = self.space.decode_many(X)
         err = 100.0 - self.ev.predict_top1(configs)
-        arrays = genome_arrays(X, self.space.resolutions)
+        arrays = genome_arrays(X, self.space.resolutions)  # type: ignore[attr-defined]
         macs = self.objectives.costs_of_arrays(arrays, lambda: configs)["macs"] / 1e6
         return np.stack([err, macs], axis=1)
 
@@ -206,8 +206,11 @@ def main() -> None:
         "benchmark": "search (oracle problem)",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "problem": {"space": f"mobilenetv3 w{WIDTH} r{LR}..{UR}", "objectives": ["top1_err %", "MACs M"],
-                    "ref_point": prob.ref},
+        "problem": {
+            "space": f"mobilenetv3 w{WIDTH} r{LR}..{UR}",
+            "objectives": ["top1_err %", "MACs M"],
+            "ref_point": prob.ref,
+        },
         "seeds": seeds,
         "summary": summary,
         "runs": runs,
@@ -221,7 +224,7 @@ def main() -> None:
             f"| {name} | {row['evals']} | {row['hv_mean']:.5f} ± {row['hv_std']:.5f} | "
             f"{100 * row['ratio_to_nsga2_3400']:.2f} % | {oh} |"
         )
-    md = f"Search benchmark ({out['date']}, {out['machine']['platform']}, {len(seeds)} seeds)\n\n" + "\n".join(lines)
+    md = f"Search benchmark ({out['date']}, {platform.platform()}, {len(seeds)} seeds)\n\n" + "\n".join(lines)
     Path(args.out).with_suffix(".md").write_text(md + "\n")
     print(md)
 

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -216,6 +216,7 @@ class Engine:
         self.spec = spec
         self.space = get_search_space(self.spec.search_space, **self.spec.search_space_kwargs())
         self.objectives = Objectives(self.spec)
+        self._resolutions: list[int] = list(cast(Any, self.space).resolutions)
         self.opts = self.spec.engine
         self.rng = np.random.default_rng(self.spec.seed)
         self.iteration = 0
@@ -233,7 +234,7 @@ class Engine:
                 )
             self.ref_point = [float(v) for v in self.opts.ref_point]
         else:
-            largest = self.space.decode(self.space.xu)
+            largest = self.space.decode(self.space.xu.tolist())
             self.ref_point = self.objectives.reference_point(largest)
 
     # ---------------------------------------------------------------------------------------- ask/tell
@@ -312,9 +313,8 @@ class Engine:
         if not recs:
             return []
         F = np.array([r["objectives"] for r in recs], dtype=np.float64)
-        idx = non_dominated(F)
-        idx = sorted(idx, key=lambda i: tuple(F[i]))
-        return [dict(recs[i]) for i in idx]
+        order = sorted(non_dominated(F), key=lambda i: tuple(F[i]))
+        return [dict(recs[i]) for i in order]
 
     def hv(self) -> float:
         """Hypervolume of the successful feasible archive w.r.t. the fixed reference point (normalised box)."""
@@ -430,9 +430,9 @@ class Engine:
         configs = [self.space.validate(r.config) for r in results]
         costs = self.objectives.costs(configs) if configs else {}
         metr = {m: np.array([float(results[i].metrics.get(m, np.nan)) for i in range(len(results))]) for m in need}
-        top1 = np.full(len(results), np.nan)
-        top1[ok_idx] = [float(results[i].metrics["top1"]) for i in ok_idx]
-        F, _ = self.objectives.evaluate(top1, costs, metr) if configs else (np.zeros((0, 2)), None)
+        top1_arr = np.full(len(results), np.nan)
+        top1_arr[ok_idx] = [float(results[i].metrics["top1"]) for i in ok_idx]
+        F, _ = self.objectives.evaluate(top1_arr, costs, metr) if configs else (np.zeros((0, 2)), None)
         cv = self.objectives.violation(costs, metr) if configs else np.zeros(0)
         out = []
         for i, (r, cfg) in enumerate(zip(results, configs, strict=True)):
@@ -526,7 +526,7 @@ class Engine:
                 keys.add(k)
                 picked.append(c)
 
-        add([self.space.decode(self.space.xl), self.space.decode(self.space.xu)])
+        add([self.space.decode(self.space.xl.tolist()), self.space.decode(self.space.xu.tolist())])
         for _ in range(200):
             if len(picked) >= n:
                 break
@@ -580,7 +580,7 @@ class Engine:
 
     def _predict(self, X: np.ndarray, surrogates: Mapping[str, Surrogate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted objectives F, hard constraints G and total violation of genomes (exact costs)."""
-        arrays = genome_arrays(X, self.space.resolutions)
+        arrays = genome_arrays(X, self._resolutions)
         costs = self.objectives.costs_of_arrays(arrays, lambda: self.space.decode_many(X))
         err = surrogates["top1_err"].predict(X)
         metr = {m: s.predict(X) for m, s in surrogates.items() if m != "top1_err"}

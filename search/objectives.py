@@ -128,9 +128,8 @@ def n_classes_of(spec: JobSpec) -> int:
 
 def exact_costs(configs: Sequence[Mapping[str, Any]], width_mult: float, n_classes: int) -> dict[str, np.ndarray]:
     """Exact params/MACs/activations/peak_activation (counts) of canonical configs, vectorised."""
-    from supernets.cost import cost_metrics
-
     from supernets import codec
+    from supernets.cost import cost_metrics
 
     if len(configs) == 0:
         return {k: np.zeros(0) for k in COST_KEYS}

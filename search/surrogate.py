@@ -49,7 +49,7 @@ def encode_features(X: np.ndarray, xu: np.ndarray, encoding: str) -> np.ndarray:
 
 def _make(name: str, seed: int) -> Any:
     """A fresh predictor of the registry, seeded when it takes a ``random_state``."""
-    from acc_predictor import get_predictor
+    from acc_predictor import get_predictor  # type: ignore[attr-defined]
 
     try:
         return get_predictor(name, random_state=seed)

@@ -105,5 +105,9 @@ class OracleEvaluator(Evaluator):
 def _oracle(job: JobSpec) -> Evaluator:
     from search.objectives import n_classes_of
 
+    from search.spec import OracleEvaluatorSpec
+
     ev = job.evaluator
+    if not isinstance(ev, OracleEvaluatorSpec):
+        raise ValueError(f"evaluator.kind: expected oracle, got {ev.kind}")
     return OracleEvaluator(ev.path, width_mult=float(job.width_mult), n_classes=n_classes_of(job))

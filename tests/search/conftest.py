@@ -25,7 +25,9 @@ SHAPES = {
 def write_random_oracle(path: Path, seed: int = 0) -> Path:
     """An .npz in once-for-all's predictor format with seeded random weights (top-1 around 0.8)."""
     rng = np.random.default_rng(seed)
-    arrays = {k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()}
+    arrays = {
+        k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()
+    }
     arrays["6.bias"] = np.array([0.8], dtype=np.float32)
     np.savez(path, **arrays)
     return path

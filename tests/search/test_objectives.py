@@ -25,7 +25,9 @@ def test_registry_covers_the_spec() -> None:
 def test_tiny_ml_reproduces_a_real_cnas_run(shared_data: Path, oracle_path: Path) -> None:
     """CNAS's tinyml run (pmax 3 M, mmax 200 M, amax 5 M, weights 1, 1/40, 1, factor 1e10): obj2 to the float."""
     rows = list(csv.DictReader((shared_data / "cnas_cifar10" / "cnas_msunas_c10_r192-256_tinyml.csv").open()))
-    obj = _obj(oracle_path, objectives=["top1_err", "tiny_ml"], constraints={"params": 3e6, "macs": 200e6, "activations": 5e6})
+    obj = _obj(
+        oracle_path, objectives=["top1_err", "tiny_ml"], constraints={"params": 3e6, "macs": 200e6, "activations": 5e6}
+    )
     costs = {
         "params": np.array([float(r["params_M"]) for r in rows]) * 1e6,
         "macs": np.array([float(r["macs_or_flops_M"]) for r in rows]) * 1e6,

@@ -80,8 +80,13 @@ def test_n_exits_filter_on_early_exit_configs(shared_data: Path) -> None:
             continue
         cfg = json.loads(r["config_json"])
         recs.append(
-            {"config": cfg, "key": r["config_json"], "status": "ok", "objectives": [float(r["obj1_top1_err"]), float(r["obj2"])],
-             "metrics": {"top1": 100.0 - float(r["obj1_top1_err"])}}
+            {
+                "config": cfg,
+                "key": r["config_json"],
+                "status": "ok",
+                "objectives": [float(r["obj1_top1_err"]), float(r["obj2"])],
+                "metrics": {"top1": 100.0 - float(r["obj1_top1_err"])},
+            }
         )
     counts = {n_exits_of(r["config"]) for r in recs}
     assert len(counts) > 1
