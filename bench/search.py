@@ -153,10 +153,10 @@ def run_nsga2(prob: OracleProblem, seed: int, n: int, pop: int) -> dict[str, Any
 # msunas ablations: one change from the default each (the default = "msunas")
 ABLATIONS: dict[str, dict[str, Any]] = {
     "msunas": {},
-    "genome encoding": {"encoding": "genome"},
+    "int encoding": {"encoding": "int"},
     "sbx operators": {"operators": "sbx"},
     "spread selection": {"candidate_selection": "spread"},
-    "CNAS-like (genome, sbx, spread)": {"encoding": "genome", "operators": "sbx", "candidate_selection": "spread"},
+    "CNAS-like (int, sbx, spread)": {"encoding": "int", "operators": "sbx", "candidate_selection": "spread"},
 }
 
 
