@@ -98,7 +98,7 @@ class EngineSpec(_Strict):
     pop_size: int = Field(default=40, ge=4, description="inner NSGA-II population on the surrogate")
     n_gen: int = Field(default=20, ge=1, description="inner NSGA-II generations per iteration")
     encoding: Literal["auto", "int", "onehot", "both"] = Field(
-        default="onehot", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
+        default="both", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
     )
     operators: Literal["ux", "sbx"] = Field(
         default="ux", description="ux: uniform crossover + random-reset mutation; sbx: SBX/PM with rounding"

@@ -104,7 +104,6 @@ class OracleEvaluator(Evaluator):
 @register_evaluator("oracle")
 def _oracle(job: JobSpec) -> Evaluator:
     from search.objectives import n_classes_of
-
     from search.spec import OracleEvaluatorSpec
 
     ev = job.evaluator

@@ -180,3 +180,12 @@ def test_single_objective_mode(oracle_path: Path) -> None:
     eng = run(Engine(spec), get_evaluator(spec))
     assert all(len(r["objectives"]) == 1 for r in eng.archive)
     assert len(eng.front()) == 1 and eng.history[-1]["hv"] > 0
+
+
+@pytest.mark.slow
+def test_adaptive_switching_reports_its_winner(oracle_path: Path) -> None:
+    spec = load_spec(small_spec(oracle_path, predictor="as", iterations=1, n_doe=14))
+    eng = run(Engine(spec), get_evaluator(spec))
+    sur = eng.history[-1]["surrogate"]
+    assert sur["model"] == "as" and sur["winner"] in ("rbf", "gp", "mlp", "carts", "bilinear")
+    assert np.isfinite(sur["rmse"])
