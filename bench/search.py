@@ -163,7 +163,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "int encoding": {"encoding": "int"},
     "sbx operators": {"operators": "sbx"},
     "spread selection": {"candidate_selection": "spread"},
-    "CNAS-like (rbf, int, sbx, spread)": {
+    "CNAS-like: rbf + int + sbx + spread": {
         "predictor": "rbf",
         "encoding": "int",
         "operators": "sbx",
