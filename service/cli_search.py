@@ -138,12 +138,14 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"{len(chosen)} selected from {doc['_path']}")
         shown = ("rank", "f1", "f2", "top1", "params", "macs", "activations", "n_exits")
         cols = [c for c in shown if rows and c in rows[0]]
-        for c in cols + ["config"]:
+        for c in cols + ["d", "r"]:
             table.add_column(c)
-        for row in rows:
+        for row, rec in zip(rows, chosen, strict=True):
             vals = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-            table.add_row(*vals, row["config"])
+            table.add_row(*vals, str(rec["config"]["d"]), str(rec["config"]["r"]))
         Console().print(table)
+        if not chosen:
+            typer.echo("no architecture matches (failed, infeasible or filtered out)", err=True)
         if csv_path is not None:
             write_csv(chosen, csv_path)
         if save is not None:
