@@ -62,6 +62,13 @@ class EarlyExitSettings:
             raise ValueError(f"loss_weights: expected non-negative weights, got {list(self.loss_weights)}")
 
 
+def present_loss_weights(config: Mapping[str, Any], loss_weights: Sequence[float]) -> list[float]:
+    """The loss weights of the exits ``config`` has (from the 5 per position: stages 1-4, final)."""
+    if len(loss_weights) != N_EARLY_EXITS + 1:
+        raise ValueError(f"loss_weights: expected {N_EARLY_EXITS + 1} weights, got {len(loss_weights)}")
+    return [float(w) for w, p in zip(loss_weights, [*exits_of(config), True], strict=True) if p]
+
+
 def exit_thresholds(config: Mapping[str, Any]) -> list[float] | None:
     """Thresholds of the present early exits from a t-mode config; ``None`` for b-mode (to be calibrated)."""
     if "t" in config:
@@ -84,7 +91,6 @@ def evaluate_early_exit(
     ``exit_acc_taken``, ``exit_macs``, ``thresholds``, ``n_exits``, ``train_loss`` and, when a budget
     applies, ``feasible``.
     """
-    present = exits_of(config)
     net = build_early_exit_net(
         config,
         n_classes=settings.n_classes,
@@ -92,7 +98,7 @@ def evaluate_early_exit(
         head_width=settings.head_width,
         supernet=supernet,
     )
-    weights = [w for w, p in zip(settings.loss_weights, [*present, True], strict=True) if p]
+    weights = present_loss_weights(config, settings.loss_weights)
     history: list[float] = []
     if settings.epochs > 0:
         history = train_joint(
@@ -106,6 +112,20 @@ def evaluate_early_exit(
             max_steps=settings.max_steps,
         )
     probs, labels = predict_exits(net, valid, device=settings.device)
+    out = score_exits(config, probs, labels, settings)
+    out["train_loss"] = history[-1] if history else None
+    return out
+
+
+def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: EarlyExitSettings) -> dict[str, Any]:
+    """Thresholds (from ``t``, or calibrated for ``b``) and every early-exit metric of stored exit outputs.
+
+    Besides :func:`early_exit.metrics.evaluate_policy`'s keys (lists over the present exits) the result has flat
+    numbers per exit position -- ``exit_util_s1``..``exit_util_s4``, ``exit_util_final`` and likewise
+    ``exit_acc_*``, ``exit_macs_*``, ``threshold_s*`` for the present exits -- so that archives that keep only
+    numeric metrics keep them too; ``macs`` is the single-exit backbone's MACs and ``n_exits`` counts the final
+    exit.
+    """
     macs = exit_macs(
         config, n_classes=settings.n_classes, width_mult=settings.width_mult, head_width=settings.head_width
     )
@@ -126,5 +146,11 @@ def evaluate_early_exit(
         out.pop("feasible", None)
     out["macs"] = float(backbone_macs(config, n_classes=settings.n_classes, width_mult=settings.width_mult))
     out["n_exits"] = len(macs)
-    out["train_loss"] = history[-1] if history else None
+    names = [f"s{s + 1}" for s, p in enumerate(exits_of(config)) if p] + ["final"]
+    for k, name in enumerate(names):
+        out[f"exit_util_{name}"] = out["exit_util"][k]
+        out[f"exit_acc_{name}"] = out["exit_acc"][k]
+        out[f"exit_macs_{name}"] = float(macs[k])
+        if name != "final":
+            out[f"threshold_{name}"] = out["thresholds"][k]
     return out

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -321,40 +321,47 @@ def joint_loss(
 
 def train_joint(
     net: EarlyExitNet,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]] | Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
     *,
     epochs: int = 1,
     lr: float = 0.05,
+    momentum: float = 0.9,
     weight_decay: float = 4e-5,
     loss_weights: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
     max_steps: int | None = None,
+    steps_per_epoch: int | None = None,
 ) -> list[float]:
-    """Train backbone and exits together (SGD, Nesterov momentum 0.9, cosine LR); returns the mean loss per epoch.
+    """Train backbone and exits together (SGD, Nesterov momentum, cosine LR per step); mean loss per epoch.
 
-    ``loss_weights`` weighs the exits' losses (one per exit, final last); with ``max_steps`` training stops
-    after that many batches in all (for small budgets).
+    ``loader`` is a re-iterable of batches or a callable returning each epoch's batches (fresh shuffles);
+    ``steps_per_epoch`` sizes the cosine schedule when ``len(loader)`` is unknown. ``loss_weights`` weighs the
+    exits' losses (one per exit, final last); with ``max_steps`` training stops after that many batches in all.
     """
     if epochs < 1:
         raise ValueError(f"epochs: expected >= 1, got {epochs}")
     net.to(device).train()
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    try:
-        n_batches = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        n_batches = 1
-    total = epochs * n_batches if max_steps is None else min(epochs * n_batches, max_steps)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+    if steps_per_epoch is None:
+        try:
+            steps_per_epoch = len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            steps_per_epoch = 1
+    total = max(1, epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     )
     history, step = [], 0
     for _ in range(epochs):
         losses = []
-        for x, y in loader:
+        batches = loader() if callable(loader) else loader
+        for x, y in batches:
             if max_steps is not None and step >= max_steps:
                 break
             x, y = x.to(device), y.to(device)
             loss = joint_loss(net(x), y, loss_weights)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train_joint: non-finite loss {float(loss)} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

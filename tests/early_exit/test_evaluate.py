@@ -39,6 +39,8 @@ def test_t_mode_uses_the_config_thresholds(digits: tuple[list, list]) -> None:
     assert m["avg_macs"] == pytest.approx(avg_macs(m["exit_util"], m["exit_macs"]))
     assert sum(m["exit_util"]) == pytest.approx(1.0) and 0 <= m["top1"] <= 100
     assert np.isfinite(m["train_loss"])
+    assert m["exit_util_s1"] == m["exit_util"][0] and m["exit_macs_s3"] == m["exit_macs"][1]
+    assert m["threshold_s3"] == 0.1 and m["exit_util_final"] == m["exit_util"][-1] and "exit_util_s2" not in m
 
 
 def test_b_mode_calibrates_under_a_budget(digits: tuple[list, list]) -> None:
