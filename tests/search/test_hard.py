@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from search.engine import Engine
 from search.evaluator import get_evaluator
 from search.objectives import exact_costs
@@ -44,8 +42,8 @@ def test_selection_drops_violators_even_when_they_dominate(oracle_path: Path) ->
     eng = Engine(spec)
     eng.tell([ev.evaluate(c) for c in eng.ask()])
     most_accurate = max(eng.archive, key=lambda r: r["metrics"]["top1"])
-    limit = float(np.median([r["metrics"]["macs"] for r in eng.archive]))
-    assert most_accurate["metrics"]["macs"] > limit
+    limit = most_accurate["metrics"]["macs"] - 1.0  # the most accurate network just breaks the bound
+    assert sum(r["metrics"]["macs"] <= limit for r in eng.archive) >= 1
     chosen = select(eng.archive, n=5, constraints={"macs": limit})
     assert chosen and all(r["metrics"]["macs"] <= limit for r in chosen)
     assert most_accurate["key"] not in {r["key"] for r in chosen}
