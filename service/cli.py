@@ -24,9 +24,10 @@ class UserError(ValueError):
 
 
 def _register() -> None:
-    from service import cli_core
+    from service import cli_core, cli_eval
 
     cli_core.register(app)
+    cli_eval.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

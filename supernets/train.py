@@ -76,8 +76,12 @@ def train_supernet(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) an elastic supernet as described in the module docstring; returns the final summary.
+
+    ``stop_after``: return after that many epochs of this call (the checkpoint is resumable), e.g. to train in
+    slices or to test resuming.
 
     Raises ``ValueError`` on bad settings, an existing finished/unrelated ``out`` file without ``resume``, or a
     resume whose settings differ from the checkpoint's.
@@ -197,9 +201,12 @@ def train_supernet(
             )
             if log and not progress:
                 log(f"epoch {epoch + 1}/{cfg.epochs}: {history[-1]}")
+            if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+                break
     finally:
         pbar.close()
-    return {"out": str(out), "epochs": cfg.epochs, "history": history, "seconds": time.perf_counter() - t_start}
+    done = history[-1]["epoch"] if history else 0
+    return {"out": str(out), "epochs": done, "history": history, "seconds": time.perf_counter() - t_start}
 
 
 def _epoch_eval(net: nn.Module, data: Any, space: Any, cfg: TrainConfig) -> dict[str, float]:
@@ -212,7 +219,7 @@ def _epoch_eval(net: nn.Module, data: Any, space: Any, cfg: TrainConfig) -> dict
     ):
         s = extract_subnet(net, sub)
         recalibrate_bn(s, (x for x, _ in data.train.batches(sub["r"], 250, limit=cfg.eval_images)))
-        out[f"top1_{name}"] = validate(s, data.valid.batches(sub["r"], 250))["top1"]
+        out[f"top1_{name}"] = validate(s, data.valid.batches(sub["r"], 250, limit=cfg.eval_images))["top1"]
     return out
 
 

@@ -132,7 +132,11 @@ class SupernetEvaluator(Evaluator):
         return -(-n // self.opts.batch_size)
 
     # -------------------------------------------------------------------------------- one candidate
-    def _evaluate(self, config: dict[str, Any]) -> dict[str, float]:
+    def prepare(self, config: dict[str, Any]) -> tuple[nn.Module, dict[str, float]]:
+        """Extract, recalibrate BN and fine-tune ``config``'s subnet; returns (network, training metrics + times).
+
+        The network is what :meth:`evaluate` validates and what ``msunas export`` writes.
+        """
         o = self.opts
         if o.num_threads:
             torch.set_num_threads(o.num_threads)
@@ -152,9 +156,9 @@ class SupernetEvaluator(Evaluator):
         t2 = time.perf_counter()
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
-        train_stats: dict[str, float] = {}
+        metrics: dict[str, float] = {}
         if o.n_epochs > 0:
-            train_stats = finetune(
+            metrics = finetune(
                 net,
                 self._epochs(r, g),
                 n_epochs=o.n_epochs,
@@ -165,19 +169,23 @@ class SupernetEvaluator(Evaluator):
                 channels_last=o.channels_last,
             )
         t3 = time.perf_counter()
-        vb = self._fixed_batches("valid", r)
+        metrics.update(time_extract=t1 - t0, time_bn=t2 - t1b, time_train=t3 - t2, time_data=t_data)
+        return net, metrics
+
+    def validate_net(self, net: nn.Module, r: int) -> dict[str, float]:
+        """top1/top5/loss of a prepared network on the validation split at resolution ``r``."""
+        return validate(net, self._fixed_batches("valid", r), channels_last=self.opts.channels_last)
+
+    def _evaluate(self, config: dict[str, Any]) -> dict[str, float]:
+        cfg = self.space.validate(config)
+        net, metrics = self.prepare(cfg)
+        t3 = time.perf_counter()
+        vb = self._fixed_batches("valid", int(cfg["r"]))
         t3b = time.perf_counter()
-        metrics = validate(net, vb, channels_last=o.channels_last)
-        t4 = time.perf_counter()
-        metrics.update(train_stats)
+        metrics.update(validate(net, vb, channels_last=self.opts.channels_last))
+        metrics["time_valid"] = time.perf_counter() - t3b
+        metrics["time_data"] += t3b - t3
         metrics.update(self._costs(cfg, net))
-        metrics.update(
-            time_extract=t1 - t0,
-            time_bn=t2 - t1b,
-            time_train=t3 - t2,
-            time_valid=t4 - t3b,
-            time_data=t_data + (t3b - t3),
-        )
         return metrics
 
     def _costs(self, cfg: dict[str, Any], net: nn.Module) -> dict[str, float]:
