@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from search.spec import load_spec
         from supernets import codec
         from supernets.export import FORMATS, export_subnet
-        from supernets.ofa_supernet import load_supernet
+        from supernets.ofa_supernet import head_classes, load_supernet, net_width
 
         if fmt not in FORMATS:
             raise ValueError(f"--format: expected one of {list(FORMATS)}, got {fmt!r}")
@@ -118,8 +118,8 @@ def register(app: typer.Typer) -> None:
             r = int(cfg["r"])
             job = load_spec(
                 {
-                    "dataset": {"name": dataset, "root": root, "n_classes": int(net_sn.classifier.linear.out_features)},
-                    "width_mult": float(net_sn.width_mult),
+                    "dataset": {"name": dataset, "root": root, "n_classes": head_classes(net_sn)},
+                    "width_mult": net_width(net_sn),
                     "resolution": [r, r],
                     "seed": seed,
                     "supernet": {"path": supernet},

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from supernets import codec
-from supernets.ofa_supernet import build_static, extract_subnet, subnet_net_config
+from supernets.ofa_supernet import build_static, extract_subnet, head_classes, net_width, subnet_net_config
 
 FORMATS = ("onnx", "torch")
 ONNX_TOLERANCE = 1e-4
@@ -162,9 +162,9 @@ def export_subnet(
             cfg,
             subnet_net_config(supernet, cfg),
             out,
-            width_mult=float(supernet.width_mult),  # type: ignore[arg-type]
-            n_classes=int(supernet.classifier.linear.out_features),
-            metrics=metrics,  # type: ignore[union-attr, arg-type]
+            width_mult=net_width(supernet),
+            n_classes=head_classes(supernet),
+            metrics=metrics,
         )
     info["config"] = cfg
     return info

@@ -203,3 +203,13 @@ def build_static(net_config: Mapping[str, Any]) -> nn.Module:
 def bn_modules(net: nn.Module) -> Iterable[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers of a network."""
     return (m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+def head_classes(net: nn.Module) -> int:
+    """Number of classes of an OFA (super)net's classifier."""
+    return int(net.classifier.linear.out_features)  # type: ignore[union-attr, arg-type]
+
+
+def net_width(net: nn.Module) -> float:
+    """Width multiplier of an OFA supernet."""
+    return float(net.width_mult)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from search.datasets import DatasetSplits, load_dataset
 from search.evaluator import Evaluator, register_evaluator
 from supernets import codec, get_search_space
 from supernets.finetune import finetune, recalibrate_bn, validate
-from supernets.ofa_supernet import extract_subnet
+from supernets.ofa_supernet import extract_subnet, head_classes, net_width
 
 if TYPE_CHECKING:
     from search.spec import JobSpec, SupernetEvaluatorSpec
@@ -76,10 +76,10 @@ class SupernetEvaluator(Evaluator):
         self.n_classes = ds.n_classes or self.data.n_classes
         self.space = get_search_space(job.search_space, **job.search_space_kwargs())
         self.supernet = supernet if supernet is not None else resolve_supernet(job, self.n_classes)
-        head = int(self.supernet.classifier.linear.out_features)  # type: ignore[union-attr, arg-type]
+        head = head_classes(self.supernet)
         if head != self.n_classes:
             raise ValueError(f"supernet: its head has {head} classes, dataset {ds.name} needs {self.n_classes}")
-        if float(self.supernet.width_mult) != float(job.width_mult):  # type: ignore[arg-type]
+        if net_width(self.supernet) != float(job.width_mult):
             raise ValueError(f"width_mult: job asks {job.width_mult}, supernet is {self.supernet.width_mult}")
         self.supernet.to(self.device)
         self._cache: OrderedDict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
