@@ -6,8 +6,10 @@ pre-built batches or an :class:`search.datasets.ImageSet`, so data order is fixe
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,28 +23,81 @@ from supernets.ofa_supernet import bn_modules
 def recalibrate_bn(net: nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, Any]]) -> int:
     """Re-estimate every BatchNorm's running mean/var on ``batches`` (inherited stats belong to the supernet).
 
-    The statistics are PyTorch's own cumulative average over the batches (``momentum=None``), computed by the
-    native batch-norm kernel in one forward pass per batch: no copy of the network and no Python-level
-    per-layer statistics (once-for-all's ``set_running_statistics`` does both). Returns the images seen.
+    One forward pass per batch with the native batch-norm kernel in training mode; the momentum of batch ``k``
+    is ``n_k / (n_1 + ... + n_k)``, so the running statistics end as the image-weighted average of the batch
+    statistics (as once-for-all's ``set_running_statistics`` computes them, without its copy of the network and
+    its Python-level per-layer statistics). Returns the number of images seen.
     """
+    return _calibrate(net, net, batches)
+
+
+def _calibrate(net: nn.Module, run: Any, batches: Iterable[torch.Tensor | tuple[torch.Tensor, Any]]) -> int:
     bns = list(bn_modules(net))
     saved = [m.momentum for m in bns]
     was_training = net.training
     net.eval()
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None
         m.train()
     n = 0
     try:
         for b in batches:
             x = b[0] if isinstance(b, (tuple, list)) else b
-            net(x)
-            n += int(x.shape[0])
+            k = int(x.shape[0])
+            for m in bns:
+                m.momentum = k / (n + k)
+            run(x)
+            n += k
     finally:
         for m, mom in zip(bns, saved, strict=True):
             m.momentum = mom
         net.train(was_training)
+    return n
+
+
+def stem(net: nn.Module) -> nn.Sequential:
+    """The fixed (non-elastic) stem of an ``ofa`` MobileNetV3 subnet: first conv + first block."""
+    return nn.Sequential(net.first_conv, net.blocks[0])  # type: ignore[index, arg-type]
+
+
+@dataclass
+class StemCache:
+    """A stem's calibrated BN statistics and its training-mode outputs for fixed calibration batches.
+
+    The stem (first conv + first block) is the same in every subnet of a supernet, and in training mode its
+    output depends only on its weights and the input, so for one resolution it is computed once and reused by
+    every candidate's BN recalibration (exactly the same statistics as a full pass).
+    """
+
+    state: dict[str, torch.Tensor]
+    outputs: list[torch.Tensor]
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, net: nn.Module, batches: Iterable[torch.Tensor | tuple[torch.Tensor, Any]]) -> StemCache:
+        s = copy.deepcopy(stem(net))
+        outs: list[torch.Tensor] = []
+        _calibrate(s, lambda x: outs.append(s(x)), batches)
+        return cls({k: v.clone() for k, v in s.state_dict().items()}, outs)
+
+
+@torch.no_grad()
+def recalibrate_bn_cached(net: nn.Module, cache: StemCache) -> int:
+    """:func:`recalibrate_bn` of an ``ofa`` MobileNetV3 subnet, starting from a :class:`StemCache`.
+
+    Only the elastic blocks and the final expand layer run (the feature mix layer and classifier have no BN).
+    """
+    st = stem(net)
+    st.load_state_dict(cache.state)
+    blocks = net.blocks[1:]  # type: ignore[index]
+    body = nn.Sequential(*blocks, net.final_expand_layer)  # type: ignore[arg-type]
+
+    def run(x: torch.Tensor) -> None:
+        body(x)
+
+    was = st.training
+    n = _calibrate(body, run, cache.outputs)
+    st.train(was)
     return n
 
 

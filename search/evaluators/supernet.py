@@ -1,7 +1,8 @@
 """``{kind: supernet}``: true evaluation of a candidate with weights inherited from a once-for-all supernet.
 
 Per candidate, as MSuNAS/CNAS do: extract the static subnet with inherited weights, recalibrate its BN
-statistics on ``bn_calib_images`` training images, fine-tune ``n_epochs`` (SGD + momentum, cosine schedule
+statistics on ``bn_calib_images`` training images (the fixed stem's outputs and statistics are cached per
+resolution, :class:`supernets.finetune.StemCache`), fine-tune ``n_epochs`` (SGD + momentum, cosine schedule
 stepped per batch), validate on the validation split carved from the training set. Metrics: ``top1``, ``top5``
 (%), ``loss`` (validation cross-entropy), the exact costs of :mod:`supernets.cost` (``params``, ``macs``,
 ``activations``, ``peak_activation``), and the time of each phase (``time_extract``, ``time_bn``,
@@ -28,8 +29,10 @@ import torch.nn as nn
 from search.datasets import DatasetSplits, load_dataset
 from search.evaluator import Evaluator, register_evaluator
 from supernets import codec, get_search_space
-from supernets.finetune import finetune, recalibrate_bn, validate
+from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate
 from supernets.ofa_supernet import extract_subnet, head_classes, net_width
+
+STEM_CACHE_BYTES = 512 * 2**20  # above this (large r x many calibration images) recalibrate with full passes
 
 if TYPE_CHECKING:
     from search.spec import JobSpec, SupernetEvaluatorSpec
@@ -82,7 +85,7 @@ class SupernetEvaluator(Evaluator):
         if net_width(self.supernet) != float(job.width_mult):
             raise ValueError(f"width_mult: job asks {job.width_mult}, supernet is {self.supernet.width_mult}")
         self.supernet.to(self.device)
-        self._cache: OrderedDict[tuple[str, int], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         g = torch.Generator().manual_seed(job.seed)
         n_cal = min(self.opts.bn_calib_images, len(self.data.train))
         self._calib_idx = torch.randperm(len(self.data.train), generator=g)[:n_cal].tolist()
@@ -107,6 +110,24 @@ class SupernetEvaluator(Evaluator):
     def calibration_batches(self, r: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The fixed BN-calibration batches at resolution ``r`` (the first ``bn_calib_images`` of a seeded draw)."""
         return self._fixed_batches("calib", r) if self._calib_idx else []
+
+    def _stem_cache_bytes(self, r: int) -> int:
+        c = codec.stage_widths(self.job.width_mult)[1]
+        return len(self._calib_idx) * c * (-(-r // 2)) ** 2 * 4
+
+    def stem_cache(self, r: int, net: nn.Module) -> StemCache:
+        """The stem's calibration outputs/statistics at ``r`` (built on first use from ``net``'s stem)."""
+        key = ("stem", r)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]  # type: ignore[no-any-return]
+        batches = [_cl(x, self.opts.channels_last) for x, _ in self.calibration_batches(r)]
+        self._cache.pop(("calib", r), None)
+        cache = StemCache.build(net, batches)
+        self._cache[key] = cache
+        while len(self._cache) > 4:
+            self._cache.popitem(last=False)
+        return cache
 
     def _epochs(self, r: int, g: torch.Generator) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
         while True:
@@ -148,11 +169,14 @@ class SupernetEvaluator(Evaluator):
         if o.channels_last:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         t1 = time.perf_counter()
-        calib = self.calibration_batches(r)
+        if self._calib_idx and ("stem", r) not in self._cache and ("calib", r) not in self._cache:
+            self.calibration_batches(r)
         t_data = time.perf_counter() - t1
         t1b = time.perf_counter()
-        if calib:
-            recalibrate_bn(net, (_cl(x, o.channels_last) for x, _ in calib))
+        if self._calib_idx and self._stem_cache_bytes(r) <= STEM_CACHE_BYTES:
+            recalibrate_bn_cached(net, self.stem_cache(r, net))  # the fixed stem's part cached per resolution
+        elif self._calib_idx:
+            recalibrate_bn(net, (_cl(x, o.channels_last) for x, _ in self.calibration_batches(r)))
         t2 = time.perf_counter()
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
