@@ -15,6 +15,8 @@ Checkpoints: the ``--out`` file is rewritten atomically after every epoch in onc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import time
@@ -285,7 +287,8 @@ class _Progress:
 
 
 # ------------------------------------------------------------------------------------------- built-in digits
-DIGITS_CONFIG = TrainConfig(dataset="digits", resolution=(32, 48), epochs=8, batch_size=64, lr=0.05, n_random=1)
+# ~270 s of one CPU core (about 2.5-3 min on 2 idle cores); validation top-1 ~96 % (largest) / ~94 % (smallest)
+DIGITS_CONFIG = TrainConfig(dataset="digits", resolution=(32, 48), epochs=6, batch_size=64, lr=0.05, n_random=1)
 
 
 def default_cache_dir() -> Path:
@@ -307,15 +310,13 @@ def train_digits_supernet(
     progress: bool = True,
     config: TrainConfig | None = None,
 ) -> dict[str, Any]:
-    """Train the small elastic digits supernet once and cache it (``<cache>/digits_w{w}.pth``).
+    """Train the small elastic digits supernet once and cache it (``<cache>/digits_w{w}_{config hash}.pth``).
 
     A second call returns the cached file at once (``trained: False``); an interrupted first call resumes.
     """
     cfg = config or TrainConfig(**{**asdict(DIGITS_CONFIG), "width_mult": codec.check_width(width_mult)})
-    path = (
-        Path(cache_dir or default_cache_dir())
-        / f"digits_w{cfg.width_mult}_r{cfg.resolution[0]}-{cfg.resolution[1]}.pth"
-    )
+    tag = hashlib.sha1(json.dumps(_jsonable(asdict(cfg)), sort_keys=True).encode()).hexdigest()[:8]
+    path = Path(cache_dir or default_cache_dir()) / f"digits_w{cfg.width_mult}_{tag}.pth"
     if path.exists():
         meta = read_checkpoint(path).get("msunas") or {}
         if meta.get("complete"):
