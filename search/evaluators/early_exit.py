@@ -31,10 +31,9 @@ from search.evaluator import _REGISTRY, Evaluator, register_evaluator
 from supernets import codec
 
 try:
+    from search.evaluators.supernet import SupernetEvaluator
     from supernets.finetune import recalibrate_bn
     from supernets.ofa_supernet import extract_subnet
-
-    from search.evaluators.supernet import SupernetEvaluator
 except ModuleNotFoundError as _e:  # the supernet evaluator has not landed: there is nothing to extend yet
     if _e.name not in ("search.evaluators.supernet", "supernets.finetune", "supernets.ofa_supernet"):
         raise

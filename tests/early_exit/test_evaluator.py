@@ -12,14 +12,14 @@ import torch
 
 pytest.importorskip("search.evaluators.supernet", reason="the supernet evaluator (helper eval) has not landed")
 
-from search.datasets import load_dataset  # noqa: E402
-from supernets.ofa_supernet import build_supernet, save_supernet  # noqa: E402
-
 from early_exit.metrics import avg_macs  # noqa: E402
 from early_exit.network import backbone_macs  # noqa: E402
+from search.datasets import load_dataset  # noqa: E402
 from search.evaluator import get_evaluator  # noqa: E402
 from search.evaluators.early_exit import EarlyExitEvaluator  # noqa: E402
 from search.spec import load_spec  # noqa: E402
+from supernets.ofa_supernet import build_supernet, save_supernet  # noqa: E402
+from tests.early_exit.conftest import ee_space  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -56,11 +56,11 @@ def test_registry_routes_eemobilenetv3_to_the_early_exit_evaluator(parts: dict[s
 
 def test_t_and_b_candidates(parts: dict[str, Any]) -> None:
     ev = _evaluator(SPEC, parts)
-    ss = ev.space
+    ss = ee_space(lr=32, ur=32)
     config = ss.backbone(ss.sample(1, np.random.default_rng(0))[0]) | {"t": [0.2, 1.0, 0.1, 1.0]}
     res = ev.evaluate(config)
     assert res.status == "ok", res.error
-    m = res.metrics
+    m: dict[str, Any] = dict(res.metrics)
     assert m["thresholds"] == [0.2, 0.1] and m["n_exits"] == 3 and len(m["exit_util"]) == 3
     assert m["avg_macs"] == pytest.approx(avg_macs(m["exit_util"], m["exit_macs"]))
     assert m["macs"] == backbone_macs(config, n_classes=10) and m["params_ee"] > m["params"]
@@ -70,8 +70,9 @@ def test_t_and_b_candidates(parts: dict[str, Any]) -> None:
     evb = _evaluator(spec_b, parts)
     res_b = evb.evaluate(ss.backbone(config) | {"b": [1, 1, 0, 0]})
     assert res_b.status == "ok", res_b.error
-    assert res_b.metrics["feasible"] is (res_b.metrics["avg_macs"] <= 3.0e6)
-    assert len(res_b.metrics["thresholds"]) == 2
+    mb: dict[str, Any] = dict(res_b.metrics)
+    assert mb["feasible"] is (mb["avg_macs"] <= 3.0e6)
+    assert len(mb["thresholds"]) == 2
 
 
 def test_engine_runs_with_the_avg_macs_objective(parts: dict[str, Any]) -> None:
