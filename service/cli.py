@@ -27,6 +27,9 @@ def _register() -> None:
     from service import cli_core
 
     cli_core.register(app)
+    from service import cli_service
+
+    cli_service.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,8 +28,8 @@ class StorageError(RuntimeError):
         self.retryable = retryable
 
 
-class SchemaOutdatedError(RuntimeError):
-    """The database schema is not at this version's head revision."""
+class SchemaOutdatedError(ValueError):
+    """The database schema is not at this version's head revision (a user error: the message names the fix)."""
 
 
 def _sqlite_hooks(engine: Engine) -> None:

@@ -198,6 +198,7 @@ class Worker:
 
     def _step(self, claim: repo.StepClaim) -> bool:
         from search.engine import Engine
+
         from search.evaluator import EvalResult
         from search.spec import load_spec
 
