@@ -9,6 +9,8 @@
 | ``MSUNAS_LEASE_SECONDS``   | ``30``                          | lease of a claimed task/step; heartbeats renew it |
 | ``MSUNAS_MAX_ATTEMPTS``    | ``3``                           | claims of one task before it is recorded failed   |
 | ``MSUNAS_POLL_SECONDS``    | ``0.2``                         | idle worker's sleep between claim attempts        |
+| ``MSUNAS_WORKER_PLUGINS`` | (none)                          | comma-separated modules a worker imports at start |
+|                            |                                 | (e.g. to register your own evaluator kinds)       |
 | ``MSUNAS_URL``             | ``http://127.0.0.1:8000``       | server the client commands talk to                |
 | ``MSUNAS_TOKEN``           | (none)                          | bearer token of the client commands               |
 """
@@ -42,6 +44,7 @@ class Settings:
     lease_seconds: float = 30.0
     max_attempts: int = 3
     poll_seconds: float = 0.2
+    plugins: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,4 +57,5 @@ class Settings:
             lease_seconds=_float("MSUNAS_LEASE_SECONDS", 30.0),
             max_attempts=int(_float("MSUNAS_MAX_ATTEMPTS", 3)),
             poll_seconds=_float("MSUNAS_POLL_SECONDS", 0.2),
+            plugins=[m.strip() for m in os.environ.get("MSUNAS_WORKER_PLUGINS", "").split(",") if m.strip()],
         )

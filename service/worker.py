@@ -12,6 +12,7 @@ back to pending) and exits at once.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -77,6 +78,11 @@ class Worker:
 
     def __init__(self, settings: Settings, *, worker_id: str | None = None, check: bool = True) -> None:
         self.settings = settings
+        for mod in settings.plugins:  # user modules registering evaluators etc.
+            try:
+                importlib.import_module(mod)
+            except ImportError as e:
+                raise ValueError(f"MSUNAS_WORKER_PLUGINS: cannot import {mod!r}: {e}") from None
         self.db = Database(settings.db_url)
         if check:
             check_schema(self.db)
@@ -198,7 +204,6 @@ class Worker:
 
     def _step(self, claim: repo.StepClaim) -> bool:
         from search.engine import Engine
-
         from search.evaluator import EvalResult
         from search.spec import load_spec
 
@@ -266,9 +271,9 @@ class Worker:
 def run_worker(settings: Settings, *, worker_id: str | None = None, max_idle_seconds: float | None = None,
                install_signals: bool = True) -> Worker:
     """Entry point of one worker process (``msunas worker``)."""
-    import torch
-
-    torch.set_num_threads(max(1, int(os.environ.get("MSUNAS_WORKER_THREADS", "1"))))
+    threads = os.environ.get("MSUNAS_WORKER_THREADS", "1")  # one evaluation per process: no oversubscription
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
     w = Worker(settings, worker_id=worker_id)
     if install_signals:
         w.install_signal_handlers()
