@@ -8,12 +8,14 @@ Client commands (``submit``, ``status``, ``watch``, ``select``) talk to ``--url`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,8 +164,18 @@ def register(app: typer.Typer) -> None:
         if workers:
             procs.append(subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--db", s.db_url,
                                            "--concurrency", str(workers)], env=env))
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                # uvicorn re-raises SIGTERM after shutting down, which would skip stopping the workers below
+                with super().capture_signals():
+                    try:
+                        yield
+                    finally:
+                        self._captured_signals.clear()
+
         try:
-            uvicorn.run(api, host=host, port=port, log_level="info")
+            _Server(uvicorn.Config(api, host=host, port=port, log_level="info")).run()
         finally:
             for p in procs:
                 p.terminate()

@@ -112,4 +112,6 @@ def test_cli_serve_submit_watch(tmp_path: Path, predictor_file: Path) -> None:
         assert r.returncode == 2 and "HTTP 404" in r.stderr
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        assert server.wait(timeout=60) == 0  # and it stopped its workers (checked below)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "cli.db") not in ps, "serve left worker processes behind"
