@@ -80,7 +80,7 @@ def test_tokens_store_only_hashes(db_url: str) -> None:
     with db.transaction() as s:
         assert repo.authenticate(s, secret) == tid
         assert repo.authenticate(s, secret + "x") is None
-        stored = s.execute(text("SELECT token_hash FROM api_tokens")).scalar()
+        stored = str(s.execute(text("SELECT token_hash FROM api_tokens")).scalar())
     assert secret not in stored and stored == repo.hash_token(secret)
     db.dispose()
 
@@ -148,7 +148,7 @@ def test_task_fails_after_max_lost_leases(db_url: str) -> None:
         t = s.execute(text("SELECT state FROM eval_tasks")).scalar()
         assert t == "done"
         (res,) = [r.result for r in s.query(EvalTask)]
-        assert res["status"] == "failed" and "lease" in res["error"]
+        assert res is not None and res["status"] == "failed" and "lease" in res["error"]
     db.dispose()
 
 
