@@ -6,6 +6,7 @@ one. A job is visible only to the token that submitted it (others get 404, as if
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from service.db import Database, StorageError, check_schema
 from service.settings import Settings
 
 PROBLEM = "application/problem+json"
+TOKEN_CACHE_SECONDS = 10.0  # a known token is re-checked against the database at most this often
 MAX_ID = 2**62
 JobId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
 ArchId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="architecture id (from the archive)")]
@@ -200,9 +202,18 @@ def owner(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None,
     if cred is None or cred.scheme.lower() != "bearer":
         raise Problem(401, "Unauthorized", "Authorization: a bearer token is needed "
                       "(create one with `msunas token create`)", field="Authorization", headers=unauthorized)
+    cache: dict[str, tuple[int, float]] = request.app.state.token_cache
+    now = time.monotonic()
+    hit = cache.get(cred.credentials)
+    if hit is not None and hit[1] > now:
+        return hit[0]
     db: Database = request.app.state.db
     with db.transaction() as s:
         tid = repo.authenticate(s, cred.credentials)
+    if tid is not None:
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[cred.credentials] = (tid, now + TOKEN_CACHE_SECONDS)
     if tid is None:
         raise Problem(401, "Unauthorized", "Authorization: unknown or revoked token", field="Authorization",
                       headers=unauthorized)
@@ -228,6 +239,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.token_cache = {}
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     # ---- errors

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db import Database
@@ -174,10 +174,11 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
             .group_by(EvalTask.state)
         ).all()
     )
-    n_archive = s.execute(select(func.count()).where(Architecture.job_id == job.id)).scalar_one()
-    n_failed = s.execute(
-        select(func.count()).where(Architecture.job_id == job.id, Architecture.status != "ok")
-    ).scalar_one()
+    n_archive, n_failed = s.execute(
+        select(func.count(), func.coalesce(func.sum(case((Architecture.status != "ok", 1), else_=0)), 0)).where(
+            Architecture.job_id == job.id
+        )
+    ).one()
     best: dict[str, Any] = {}
     for col, label in ((Architecture.f1, "f1"), (Architecture.f2, "f2")):
         row = s.execute(
@@ -358,8 +359,11 @@ def claim_step(db: Database, owner: str, lease_seconds: float) -> StepClaim | No
         )
         .order_by(Job.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
     )
+    with db.transaction() as s:  # cheap unlocked peek first: idle workers never take the write lock
+        if s.execute(q.with_only_columns(Job.id)).first() is None:
+            return None
+    q = q.with_for_update(skip_locked=True)
     with db.transaction(claim=True) as s:
         job = s.execute(q).scalar_one_or_none()
         if job is None:
@@ -518,8 +522,11 @@ def claim_task(db: Database, owner: str, lease_seconds: float, max_attempts: int
         )
         .order_by(EvalTask.id)
         .limit(1)
-        .with_for_update(skip_locked=True, of=EvalTask)
     )
+    with db.transaction() as s:  # cheap unlocked peek first: idle workers never take the write lock
+        if s.execute(q.with_only_columns(EvalTask.id)).first() is None:
+            return None
+    q = q.with_for_update(skip_locked=True, of=EvalTask)
     while True:
         with db.transaction(claim=True) as s:
             task = s.execute(q).scalar_one_or_none()
