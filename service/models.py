@@ -62,7 +62,8 @@ class ApiToken(Base):
 class Job(Base):
     """One search. ``cur_iteration`` is the iteration whose candidates are being (or were last) evaluated; the
     job's engine step (tell + propose) is leased by ``step_owner`` until ``step_lease_expires`` with fencing
-    token ``step_token`` (incremented on every claim)."""
+    token ``step_token`` (incremented on every claim). ``pending_state`` is the engine state right after the last
+    ``ask()`` (candidates pending), so the worker that tells the results need not re-run the proposal."""
 
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -74,6 +75,7 @@ class Job(Base):
     cur_iteration: Mapped[int] = mapped_column(Integer, default=-1)
     n_tasks: Mapped[int] = mapped_column(Integer, default=0)
     total_iterations: Mapped[int] = mapped_column(Integer, default=0)
+    pending_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     step_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     step_lease_expires: Mapped[float] = mapped_column(Float, default=0.0)
     step_token: Mapped[int] = mapped_column(Integer, default=0)
@@ -113,6 +115,7 @@ class Architecture(Base):
     key: Mapped[str] = mapped_column(String(400))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
+    feasible: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     objectives: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     f1: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -250,6 +250,7 @@ def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | Non
     job.error = None
     job.finished_at = None
     job.cur_iteration = from_iteration
+    job.pending_state = None
     job.step_owner = None
     job.step_lease_expires = 0.0
     job.step_token += 1
@@ -313,6 +314,7 @@ def arch_record(a: Architecture) -> dict[str, Any]:
         "key": a.key,
         "iteration": a.iteration,
         "status": a.status,
+        "feasible": a.feasible,
         "metrics": a.metrics,
         "objectives": a.objectives,
         "error": a.error,
@@ -395,6 +397,7 @@ class StepInput:
     cur_iteration: int
     latest_k: int | None
     latest_state: dict[str, Any] | None
+    pending_state: dict[str, Any] | None
     tasks: list[EvalTask]
 
 
@@ -419,6 +422,7 @@ def load_step_input(db: Database, claim: StepClaim) -> StepInput:
             cur_iteration=job.cur_iteration,
             latest_k=latest.k if latest else None,
             latest_state=latest.engine_state if latest else None,
+            pending_state=job.pending_state,
             tasks=tasks,
         )
 
@@ -434,6 +438,7 @@ def commit_step(
     next_iteration: int | None,
     candidates: list[tuple[str, dict[str, Any]]],
     finished: bool,
+    pending_state: dict[str, Any] | None = None,
 ) -> bool:
     """Write one engine step atomically, fenced by the step token: the told iteration's row and its archive
     records, then either the next iteration's tasks or the job's completion. ``False`` (nothing written) when
@@ -465,6 +470,7 @@ def commit_step(
                         key=str(r["key"]),
                         config=r["config"],
                         status=str(r.get("status", "ok")),
+                        feasible=None if r.get("feasible") is None else bool(r.get("feasible")),
                         metrics=_jsonable(r.get("metrics") or {}),
                         objectives=_jsonable(list(objs)) if objs else None,
                         f1=_float_or_none(objs[0]) if len(objs) > 0 else None,
@@ -472,6 +478,7 @@ def commit_step(
                         error=r.get("error"),
                     )
                 )
+        job.pending_state = None if finished else pending_state
         if finished:
             job.state = "succeeded"
             job.finished_at = utcnow()

@@ -218,11 +218,12 @@ class Worker:
         if need_tell:
             if cached is not None and cached.asked_iteration == inp.cur_iteration and cached.asked_keys == task_keys:
                 eng = cached.engine
-            else:  # rebuild from the stored state: load the last told iteration and ask again (deterministic)
+            else:  # rebuild from the stored state right after the ask (or the last told iteration, and ask again)
                 eng = Engine(spec)
-                if inp.latest_state is not None:
-                    eng.load_state_dict(inp.latest_state)
-                keys = [space.key(c) for c in eng.ask()]
+                state = inp.pending_state if inp.pending_state is not None else inp.latest_state
+                if state is not None:
+                    eng.load_state_dict(state)
+                keys = [space.key(c) for c in eng.ask()]  # the pending candidates: no new proposal
                 if keys != task_keys:
                     raise RuntimeError(
                         f"iteration {inp.cur_iteration}: the engine rebuilt from iteration {latest} proposes "
@@ -246,9 +247,11 @@ class Worker:
 
         finished = not eng.has_next()
         candidates: list[tuple[str, dict[str, Any]]] = []
+        pending_state = None
         if not finished:
             configs = eng.ask()
             candidates = [(space.key(c), c) for c in configs]
+            pending_state = eng.state_dict()
         nxt = inp.cur_iteration + 1
         ok = repo.commit_step(
             self.db,
@@ -260,6 +263,7 @@ class Worker:
             next_iteration=None if finished else nxt,
             candidates=candidates,
             finished=finished,
+            pending_state=pending_state,
         )
         if ok and not finished:
             self._engines[claim.job_id] = _CachedEngine(eng, nxt, [k for k, _ in candidates])

@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises:
-Create Date: 2026-11-21 13:30:24.071628
+Revises: (none)
+Create Date: 2026-11-21 13:48:09.890220
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("cur_iteration", sa.Integer(), nullable=False),
         sa.Column("n_tasks", sa.Integer(), nullable=False),
         sa.Column("total_iterations", sa.Integer(), nullable=False),
+        sa.Column("pending_state", sa.JSON(), nullable=True),
         sa.Column("step_owner", sa.String(length=200), nullable=True),
         sa.Column("step_lease_expires", sa.Float(), nullable=False),
         sa.Column("step_token", sa.Integer(), nullable=False),
@@ -63,6 +64,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=400), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("feasible", sa.Boolean(), nullable=True),
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("objectives", sa.JSON(), nullable=True),
         sa.Column("f1", sa.Float(), nullable=True),
