@@ -117,11 +117,16 @@ class ResumeRequest(BaseModel):
 
 
 class SelectRequest(BaseModel):
-    """Body of ``POST /jobs/{id}/select``: the options of ``msunas select`` (passed to ``search.select.select``)."""
+    """Body of ``POST /jobs/{id}/select``: the options of ``msunas select`` (``search.select.select``)."""
 
-    model_config = ConfigDict(extra="allow")
-    n: int = Field(default=1, ge=1, le=10_000, description="how many architectures")
-    prefer: str | None = Field(default=None, description="selection strategy (see msunas select --help)")
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(default=3, ge=1, le=10_000, description="how many architectures")
+    prefer: str | None = Field(default=None, max_length=500, description="None: most accurate first; a METRIC: "
+                               "the lowest of it (plus the most accurate); 'trade-off': high trade-off points; "
+                               "a preference point like 'top1#80+macs#150': the closest to it")
+    n_exits: int | None = Field(default=None, ge=0, le=4, description="early-exit nets with this many exits")
+    constraints: dict[str, float] | None = Field(default=None, description="maxima of recorded metrics "
+                                                 "(counts; latency_ms in ms)")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -425,12 +430,11 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         except ImportError:
             raise Problem(501, "Not Implemented", "select: search.select is not available in this build") from None
         opts = body.model_dump(exclude_none=True)
+        _walk_values(opts, "")
         try:
             picked = select(records, **opts)
-        except TypeError as e:
-            raise Problem(422, "Unprocessable Content", f"body: unknown selection option ({e})", field="body") from None
         except ValueError as e:
-            fld = str(e).split(":", 1)[0] if ":" in str(e) else "body"
+            fld = str(e).split(":", 1)[0].split(".")[0] if ":" in str(e) else "body"
             raise Problem(422, "Unprocessable Content", str(e), field=fld) from None
         return {"items": list(picked)}
 

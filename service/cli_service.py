@@ -247,28 +247,50 @@ def register(app: typer.Typer) -> None:
         if j["state"] != "succeeded":
             raise typer.Exit(1)
 
+    _register_select(app)
+
+
+def _register_select(app: typer.Typer) -> None:
+    """``msunas select TARGET``: a job id selects on the server; a folder/stats file is handed to the local
+    ``select`` command of ``search`` (registered before this module), so there is one ``select`` for both."""
+    local = None
+    for info in list(app.registered_commands):
+        name = info.name or (info.callback.__name__ if info.callback else None)
+        if name == "select":
+            local = info.callback
+            app.registered_commands.remove(info)
+
     @app.command("select")
     def select_cmd(
-        job_id: Annotated[int, typer.Argument(help="job id")],
-        n: Annotated[int, typer.Option("--n", "-n", min=1)] = 1,
-        prefer: Annotated[str | None, typer.Option("--prefer")] = None,
-        option: Annotated[list[str] | None, typer.Option("--option", "-o", help="other option KEY=VALUE "
-                                                           "(VALUE parsed as JSON when it is JSON)")] = None,
+        target: Annotated[str, typer.Argument(help="a job id (selects on the server), or a search folder / its "
+                                              "iter_K.stats (ours or CNAS's)")],
+        n: Annotated[int, typer.Option("-n", help="number of architectures")] = 3,
+        prefer: Annotated[str | None, typer.Option("--prefer", help="METRIC (lowest), trade-off, or a preference "
+                                                   "point like top1#80+macs#150")] = None,
+        n_exits: Annotated[int | None, typer.Option("--n-exits", help="keep early-exit nets with K exits")] = None,
+        csv_path: Annotated[Path | None, typer.Option("--csv", help="write the selection as CSV")] = None,
+        save: Annotated[Path | None, typer.Option("--save", help="write net_i.subnet/net_i.stats (local only)")] = None,
+        width: Annotated[float, typer.Option("--width", help="width of a CNAS archive (local only)")] = 1.0,
+        n_classes: Annotated[int, typer.Option("--n-classes", help="classes of a CNAS archive (local only)")] = 10,
         url: UrlOpt = None,
         token: TokenOpt = None,
     ) -> None:
-        """Select architectures from a job's archive on the server (prints JSON records)."""
+        """Pick architectures (most accurate, lowest METRIC, trade-off, preference) from a job or a search folder."""
+        if not (target.isdigit() and not Path(target).exists()):
+            if local is None:
+                raise ValueError(f"target: {target!r} is not a job id (local selection is not available)")
+            local(stats=target, n=n, prefer=prefer, n_exits=n_exits, csv_path=csv_path, save=save, width=width,
+                  n_classes=n_classes)
+            return
         body: dict[str, Any] = {"n": n}
         if prefer:
             body["prefer"] = prefer
-        for o in option or []:
-            if "=" not in o:
-                raise ValueError(f"option: expected KEY=VALUE, got {o!r}")
-            k, v = o.split("=", 1)
-            try:
-                body[k] = json.loads(v)
-            except ValueError:
-                body[k] = v
+        if n_exits is not None:
+            body["n_exits"] = n_exits
         with _client(url, token) as c:
-            r = _call(c, "POST", f"/jobs/{job_id}/select", json=body)
-        typer.echo(json.dumps(r.json()["items"], indent=2))
+            items = _call(c, "POST", f"/jobs/{target}/select", json=body).json()["items"]
+        if csv_path is not None:
+            from search.select import write_csv
+
+            write_csv(items, csv_path)
+        typer.echo(json.dumps(items, indent=2))
