@@ -3,6 +3,7 @@ archive pages, resume from an iteration, export (501 until this build has an exp
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -50,6 +51,16 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         assert c.get(f"/jobs/{jid}/archs/{a['id']}", headers=h).json()["config"] == a["config"]
         r = c.get(f"/jobs/{jid}/archs/{a['id']}/export", params={"format": "onnx"}, headers=h)
         assert r.status_code in (200, 501)
+        r = c.post(f"/jobs/{jid}/select", json={"n": 2, "prefer": "trade-off"}, headers=h)
+        if importlib.util.find_spec("search.select") is None:
+            assert r.status_code == 501 and r.json()["detail"].startswith("select:")
+        else:
+            assert r.status_code == 200, r.text
+            picked = r.json()["items"]
+            assert 1 <= len(picked) <= 2 and {p["id"] for p in picked} <= {a["id"] for a in items}
+            bad = c.post(f"/jobs/{jid}/select", json={"prefer": "nosuchmetric"}, headers=h)
+            assert bad.status_code == 422 and bad.json()["field"] == "prefer"
+        assert c.post(f"/jobs/{jid}/select", json={"n": 0}, headers=h).json()["field"] == "n"
         r = c.post(f"/jobs/{jid}/resume", json={"from_iteration": 0}, headers=h)
         assert r.status_code == 202 and r.json()["state"] == "queued"
         assert [x["iteration"] for x in c.get(f"/jobs/{jid}", headers=h).json()["hv_history"]] == [0]
@@ -79,6 +90,8 @@ def test_cli_serve_submit_watch(tmp_path: Path, predictor_file: Path) -> None:
                MSUNAS_POLL_SECONDS="0.05")
     r = _cli("serve", "--port", str(port), env=env)
     assert r.returncode == 2 and "msunas db upgrade" in r.stderr and r.stderr.startswith("msunas: error:")
+    r = _cli("worker", env=env)
+    assert r.returncode == 2 and "msunas db upgrade" in r.stderr
     assert "revision" in _cli("db", "upgrade", env=env).stdout
     tok = _cli("token", "create", "--name", "me", env=env)
     assert tok.returncode == 0, tok.stderr

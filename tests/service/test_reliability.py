@@ -111,6 +111,21 @@ def test_sigterm_finishes_the_current_evaluation(db_url: str, predictor_file: Pa
         db.dispose()
 
 
+def test_heartbeats_keep_a_long_evaluation(db_url: str, predictor_file: Path) -> None:
+    db = Database(db_url)
+    jid = submit(db, oracle_spec(predictor_file, n_doe=3, iterations=0))
+    w = start_worker(db_url, delay=1.2, lease=0.4)  # each evaluation lasts 3 leases: only heartbeats keep it
+    try:
+        assert wait_jobs(db, [jid], 90)[jid] == "succeeded"
+        with db.transaction() as s:
+            rows = s.execute(select(EvalTask.n_lost, EvalTask.attempt, EvalTask.n_completions)
+                             .where(EvalTask.job_id == jid)).all()
+        assert rows and all(r == (0, 1, 1) for r in rows), rows
+    finally:
+        stop([w])
+        db.dispose()
+
+
 def test_four_workers_three_jobs(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "t")
