@@ -5,6 +5,7 @@ one. A job is visible only to the token that submitted it (others get 404, as if
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from service.db import Database, StorageError, check_schema
 from service.settings import Settings
 
 PROBLEM = "application/problem+json"
+SUMMARY_CACHE_SECONDS = 0.25  # GET /jobs/{id} answers from memory for this long
 TOKEN_CACHE_SECONDS = 10.0  # a known token is re-checked against the database at most this often
 MAX_ID = 2**62
 JobId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
@@ -342,19 +344,35 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         except repo.NotFoundError as e:
             raise not_found(e) from None
 
-    @app.get("/jobs/{job_id}", tags=["jobs"])
-    def get_job(job_id: JobId, tid: Owner) -> dict[str, Any]:
-        """State, progress (iteration, evaluations), HV history and the best architectures so far."""
+    summary_cache: dict[tuple[int, int], tuple[float, bytes]] = {}
+
+    def _invalidate(job_id: int) -> None:
+        for key in [k for k in summary_cache if k[1] == job_id]:
+            summary_cache.pop(key, None)
+
+    @app.get("/jobs/{job_id}", tags=["jobs"], response_model=dict[str, Any])
+    def get_job(job_id: JobId, tid: Owner) -> Response:
+        """State, progress (iteration, evaluations), HV history and the best architectures so far (at most
+        ``SUMMARY_CACHE_SECONDS`` old: many pollers of one job cost one database read per that interval)."""
+        now = time.monotonic()
+        hit = summary_cache.get((tid, job_id))
+        if hit is not None and hit[0] > now:
+            return Response(hit[1], media_type="application/json")
         with db.transaction() as s:
-            return repo.job_summary(s, _get(s, tid, job_id))
+            body = json.dumps(repo.job_summary(s, _get(s, tid, job_id)), separators=(",", ":")).encode()
+        if len(summary_cache) > 10_000:
+            summary_cache.clear()
+        summary_cache[(tid, job_id)] = (now + SUMMARY_CACHE_SECONDS, body)
+        return Response(body, media_type="application/json")
 
     @app.post("/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel(job_id: JobId, tid: Owner) -> dict[str, Any]:
         """Cancel a queued or running job (409 when it already finished)."""
         try:
             with db.transaction() as s:
-                job = repo.cancel_job(s, tid, job_id)
-                return repo.job_summary(s, job)
+                out = repo.job_summary(s, repo.cancel_job(s, tid, job_id))
+            _invalidate(job_id)
+            return out
         except repo.NotFoundError as e:
             raise not_found(e) from None
         except repo.ConflictError as e:
@@ -365,8 +383,9 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         """Resume from stored iteration ``from_iteration`` (default: the latest); later iterations are discarded."""
         try:
             with db.transaction() as s:
-                job = repo.resume_job(s, tid, job_id, body.from_iteration if body else None)
-                return repo.job_summary(s, job)
+                out = repo.job_summary(s, repo.resume_job(s, tid, job_id, body.from_iteration if body else None))
+            _invalidate(job_id)
+            return out
         except repo.NotFoundError as e:
             raise not_found(e) from None
         except repo.ConflictError as e:
@@ -463,6 +482,7 @@ def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str) -> Respons
                       "export: ONNX/PyTorch export needs supernets.export, which this build does not have") from None
     fn = getattr(sx, "export_bytes", None)
     if fn is None:
-        raise Problem(501, "Not Implemented", "export: supernets.export has no export_bytes(spec, config, format)")
+        raise Problem(501, "Not Implemented",
+                      "export: supernets.export in this build has no export_bytes(spec, config, format)")
     data, media = fn(spec_d, config, fmt)
     return Response(content=data, media_type=media)

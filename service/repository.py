@@ -158,7 +158,8 @@ def get_job(s: Session, owner_id: int | None, job_id: int, *, for_update: bool =
 
 
 def job_summary(s: Session, job: Job) -> dict[str, Any]:
-    """What ``GET /jobs/{id}`` shows: state, progress, HV history and the best figures so far."""
+    """What ``GET /jobs/{id}`` shows: state, progress, HV history and the best figures so far (the lowest
+    first and second objective among the successful, feasible architectures)."""
     hv = [
         {"iteration": r.k, "hv": r.hv, "n_archive": r.n_archive}
         for r in s.execute(
@@ -183,7 +184,8 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
     for col, label in ((Architecture.f1, "f1"), (Architecture.f2, "f2")):
         row = s.execute(
             select(Architecture.id, Architecture.f1, Architecture.f2, Architecture.metrics)
-            .where(Architecture.job_id == job.id, Architecture.status == "ok", col.is_not(None))
+            .where(Architecture.job_id == job.id, Architecture.status == "ok", col.is_not(None),
+                   or_(Architecture.feasible.is_(None), Architecture.feasible.is_(True)))
             .order_by(col, Architecture.id)
             .limit(1)
         ).first()
