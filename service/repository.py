@@ -611,7 +611,7 @@ def _float_or_none(x: Any) -> float | None:
 
 
 def _jsonable(x: Any) -> Any:
-    """Plain JSON types (numpy scalars/arrays become floats/lists; NaN/inf become None)."""
+    """Plain JSON types (numpy scalars/arrays become floats/lists; NaN/inf become None; NUL escaped)."""
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -620,4 +620,6 @@ def _jsonable(x: Any) -> Any:
         return _jsonable(x.tolist())
     if isinstance(x, float):
         return x if x == x and x not in (float("inf"), float("-inf")) else None
+    if isinstance(x, str) and "\x00" in x:  # PostgreSQL text/JSON cannot hold NUL
+        return x.replace("\x00", "\\0")
     return x

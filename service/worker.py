@@ -176,7 +176,16 @@ class Worker:
         if self.abort_requested.is_set():
             repo.release_task(self.db, claim)
             return
-        if hb.lost or not repo.complete_task(self.db, claim, result):
+        try:
+            stored = not hb.lost and repo.complete_task(self.db, claim, result)
+        except StorageError as e:
+            if e.retryable:
+                raise
+            # the result itself cannot be stored (e.g. a value the database rejects): record the failure instead
+            fail = {"config": claim.config, "status": "failed", "metrics": {},
+                    "error": f"result could not be stored: {e}", "seconds": result.get("seconds", 0.0)}
+            stored = repo.complete_task(self.db, claim, fail)
+        if not stored:
             log.warning("worker %s: lease of task %d (attempt %d) was lost; result dropped",
                         self.id, claim.task_id, claim.attempt)
 
@@ -187,11 +196,18 @@ class Worker:
         with _Heartbeat(lambda: repo.heartbeat_step(self.db, claim, lease), lease) as hb:
             try:
                 written = self._step(claim)
-            except (StorageError, repo.ConflictError) as e:
-                if isinstance(e, StorageError) and e.retryable:
-                    raise
+            except repo.ConflictError as e:
                 log.warning("worker %s: step of job %d abandoned: %s", self.id, claim.job_id, e)
                 self._engines.pop(claim.job_id, None)
+                return
+            except StorageError as e:
+                self._engines.pop(claim.job_id, None)
+                if e.retryable:
+                    raise
+                # the step's writes are rejected by the database (not a lost connection): retrying would loop
+                msg = f"engine step could not be stored: {e}"
+                log.error("worker %s: job %d: %s", self.id, claim.job_id, msg)
+                repo.fail_job(self.db, claim, msg)
                 return
             except Exception as e:  # noqa: BLE001 - an engine error fails the job, with its reason
                 self._engines.pop(claim.job_id, None)

@@ -210,3 +210,15 @@ def test_step_claim_is_exclusive_and_waits_for_tasks(db_url: str) -> None:
     with db.transaction() as s:
         assert s.get(Job, jid).state == "running"  # type: ignore[union-attr]
     db.dispose()
+
+
+def test_results_with_nul_and_nan_are_stored(db_url: str) -> None:
+    db = Database(db_url)
+    _job_with_tasks(db, 1)
+    c = repo.claim_task(db, "A", 30, 3)
+    assert c is not None
+    assert repo.complete_task(db, c, {"status": "failed", "error": "bad\x00byte", "metrics": {"x": float("nan")}})
+    with db.transaction() as s:
+        t = s.get(EvalTask, c.task_id)
+        assert t is not None and t.result == {"status": "failed", "error": "bad\\0byte", "metrics": {"x": None}}
+    db.dispose()
