@@ -222,3 +222,46 @@ def test_results_with_nul_and_nan_are_stored(db_url: str) -> None:
         t = s.get(EvalTask, c.task_id)
         assert t is not None and t.result == {"status": "failed", "error": "bad\\0byte", "metrics": {"x": None}}
     db.dispose()
+
+
+def test_every_query_uses_an_index(tmp_path) -> None:
+    """EXPLAIN QUERY PLAN of every statement the workers and the API make: no full table scan."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    upgrade(url)
+    db = Database(url)
+    owner, secret = repo.create_token(db, "a")
+    jid = _job_with_tasks(db, 3, owner)
+    stmts: list[tuple[str, object]] = []
+
+    def capture(conn, cur, st, params, ctx, many) -> None:  # noqa: ANN001
+        if st.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            stmts.append((st, params))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    repo.claim_step(db, "w", 10)
+    c = repo.claim_task(db, "w", 10, 3)
+    assert c is not None
+    repo.heartbeat_task(db, c, 10)
+    repo.complete_task(db, c, {})
+    with db.transaction() as s:
+        repo.authenticate(s, secret)
+        repo.list_jobs(s, owner)
+        repo.list_jobs(s, owner, state="running", cursor=repo.encode_cursor(10**6))
+        repo.job_summary(s, repo.get_job(s, owner, jid))
+        repo.list_archive(s, jid, cursor=repo.encode_cursor(1))
+        repo.list_iterations(s, jid)
+    with db.transaction() as s:
+        repo.cancel_job(s, owner, jid)
+    event.remove(db.engine, "before_cursor_execute", capture)
+    assert len(stmts) >= 15
+    raw = db.engine.raw_connection()
+    try:
+        for st, params in stmts:
+            plan = [r[-1] for r in raw.cursor().execute("EXPLAIN QUERY PLAN " + st, params).fetchall()]
+            scans = [p for p in plan if p.startswith("SCAN") and "INDEX" not in p]
+            assert not scans, (st, plan)
+    finally:
+        raw.close()
+    db.dispose()
