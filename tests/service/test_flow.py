@@ -24,6 +24,7 @@ from tests.conftest import ROOT
 from tests.service.test_worker import oracle_spec
 
 
+@pytest.mark.usefixtures("engine_ready")
 def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path) -> None:
     app = create_app(Settings(db_url=db_url, data_roots=[tmp_path]))
     _, secret = repo.create_token(app.state.db, "alice")
@@ -83,6 +84,7 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Co
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("engine_ready")
 def test_cli_serve_submit_watch(tmp_path: Path, predictor_file: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     port = _free_port()
