@@ -474,15 +474,16 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
 
 
 def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str) -> Response:
-    """Export through ``supernets.export`` when this build has it; 501 problem otherwise."""
+    """Export through :mod:`service.export`; 501 problem in a build without the supernet code."""
+    from service.export import ExportUnavailable, export_bytes
+
     try:
-        from supernets import export as sx  # type: ignore[attr-defined]
-    except ImportError:
-        raise Problem(501, "Not Implemented",
-                      "export: ONNX/PyTorch export needs supernets.export, which this build does not have") from None
-    fn = getattr(sx, "export_bytes", None)
-    if fn is None:
-        raise Problem(501, "Not Implemented",
-                      "export: supernets.export in this build has no export_bytes(spec, config, format)")
-    data, media = fn(spec_d, config, fmt)
-    return Response(content=data, media_type=media)
+        data, media = export_bytes(spec_d, config, fmt)
+    except ExportUnavailable as e:
+        raise Problem(501, "Not Implemented", f"{e} (this build cannot export)") from None
+    except ValueError as e:  # e.g. the job's supernet file is gone or does not fit
+        fld = str(e).split(":", 1)[0] if ":" in str(e) else "format"
+        raise Problem(409, "Conflict", str(e), field=fld) from None
+    ext = "onnx" if fmt == "onnx" else "pt"
+    return Response(content=data, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="arch.{ext}"'})
