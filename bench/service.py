@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 PG_URL = os.environ.get("MSUNAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 N_WORKERS = 4
 N_POLLERS = 50
+WORKER_NICE = 10  # as `msunas serve --workers N` starts its local workers: the API on the same box keeps priority
 POLL_INTERVAL = 0.5  # each poller waits this long between its requests (as `msunas watch` does, at 1 s)
 
 
@@ -58,23 +60,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _poll(url: str, token: str, job_id: int, stop_at: list[float], lat: list[float]) -> None:
+async def _poll(url: str, token: str, job_id: int, stop_at: list[float], lat: list[float],
+                stop_when_done: bool = True) -> None:
     import httpx
 
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
 
-        async def one() -> None:
+        async def one(offset: float) -> None:
+            await asyncio.sleep(offset)  # pollers are not synchronised: each starts at a random phase
             while not stop_at or time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
                 r = await c.get(f"/jobs/{job_id}")
                 lat.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     raise RuntimeError(r.text)
-                if r.json()["state"] in ("succeeded", "failed"):
+                if stop_when_done and r.json()["state"] in ("succeeded", "failed"):
                     return
                 await asyncio.sleep(POLL_INTERVAL)
 
-        await asyncio.gather(*[one() for _ in range(N_POLLERS)])
+        rng = random.Random(0)
+        await asyncio.gather(*[one(rng.uniform(0, POLL_INTERVAL)) for _ in range(N_POLLERS)])
 
 
 def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls: bool) -> dict[str, Any]:
@@ -103,9 +108,11 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
         if polls:
             server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
                                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        workers = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--concurrency", str(N_WORKERS)],
+        workers = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--concurrency", str(N_WORKERS),
+                                    "--nice", str(WORKER_NICE)],
                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lat: list[float] = []
+        idle_lat: list[float] = []
         stop_at: list[float] = []
         poller: threading.Thread | None = None
         try:
@@ -131,9 +138,14 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
             if poller is not None:
                 stop_at.append(time.perf_counter())
                 poller.join(60)
+            workers.terminate()
+            workers.wait(60)
+            if server is not None:  # baseline: the same pollers with no worker running (5 s)
+                idle_stop = [time.perf_counter() + 5.0]
+                asyncio.run(_poll(f"http://127.0.0.1:{port}", token, jid, idle_stop, idle_lat, stop_when_done=False))
         finally:
             for p in (workers, server):
-                if p is not None:
+                if p is not None and p.poll() is None:
                     p.terminate()
                     p.wait(60)
         with db.transaction() as s:
@@ -152,11 +164,12 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
             if span > 0 else None,
         }
         del owners
-        if lat:
-            lat.sort()
-            out["poll"] = {"pollers": N_POLLERS, "interval_s": POLL_INTERVAL, "requests": len(lat),
-                           "p50_ms": lat[len(lat) // 2] * 1e3,
-                           "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3}
+        for name, xs in (("poll", lat), ("poll_no_workers", idle_lat)):
+            if xs:
+                xs.sort()
+                out[name] = {"pollers": N_POLLERS, "interval_s": POLL_INTERVAL, "requests": len(xs),
+                             "p50_ms": xs[len(xs) // 2] * 1e3,
+                             "p99_ms": xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e3}
         return out
     finally:
         drop()
@@ -215,7 +228,7 @@ def main() -> None:
         "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "workers": N_WORKERS, "evaluations": args.evals, "runs": [],
+        "workers": N_WORKERS, "worker_nice": WORKER_NICE, "evaluations": args.evals, "runs": [],
     }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

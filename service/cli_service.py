@@ -121,8 +121,12 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="worker processes")] = 1,
         max_idle: Annotated[float | None, typer.Option("--max-idle", help="exit after this many idle seconds")] = None,
+        nice: Annotated[int, typer.Option("--nice", min=0, max=19, help="lower the workers' CPU priority by this "
+                                          "much (so an API on the same machine stays responsive)")] = 0,
     ) -> None:
         """Claim and run job steps and evaluation tasks from the database until SIGTERM."""
+        if nice:
+            os.nice(nice)
         from service.worker import run_workers
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -142,6 +146,8 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port")] = 8000,
         workers: Annotated[int, typer.Option("--workers", min=0, help="local worker processes to run too")] = 0,
+        worker_nice: Annotated[int, typer.Option("--worker-nice", min=0, max=19, help="CPU priority decrement of "
+                                                 "the local workers (the API stays responsive)")] = 10,
         data_root: Annotated[list[Path] | None, typer.Option("--data-root",
                                                              help="folder job specs may point into (repeat)")] = None,
         upgrade_db: Annotated[bool, typer.Option("--upgrade-db", help="migrate the schema first")] = False,
@@ -163,7 +169,7 @@ def register(app: typer.Typer) -> None:
         env = dict(os.environ, MSUNAS_DB_URL=s.db_url)
         if workers:
             procs.append(subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--db", s.db_url,
-                                           "--concurrency", str(workers)], env=env))
+                                           "--concurrency", str(workers), "--nice", str(worker_nice)], env=env))
         class _Server(uvicorn.Server):
             @contextlib.contextmanager
             def capture_signals(self) -> Iterator[None]:
