@@ -153,6 +153,48 @@ def test_four_workers_three_jobs(db_url: str, predictor_file: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@pytest.mark.usefixtures("engine_ready")
+def test_postgres_connections_killed_mid_job(db_url: str, predictor_file: Path) -> None:
+    """Every connection of the workers is terminated by the server, three times (what a restart does to clients,
+    without disturbing other users of the shared server): the workers reconnect and the job finishes."""
+    import psycopg
+
+    db = Database(db_url)
+    jid = submit(db, oracle_spec(predictor_file, n_doe=10, n_iter=4, iterations=2))
+    procs = [start_worker(db_url, delay=0.2, lease=3.0) for _ in range(2)]
+    dbname = db_url.rsplit("/", 1)[1]
+    admin = os.environ["MSUNAS_TEST_POSTGRES_URL"].replace("+psycopg", "")
+    try:
+        killed = 0
+        for _ in range(3):
+            end = time.monotonic() + 60
+            while time.monotonic() < end:  # wait until workers are connected and working
+                with db.transaction() as s:
+                    if s.execute(select(func.count()).where(EvalTask.state == "running")).scalar_one() >= 1:
+                        break
+                time.sleep(0.05)
+            with psycopg.connect(admin, autocommit=True) as conn:
+                killed += len(conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (dbname,)).fetchall())
+            time.sleep(0.5)
+        assert killed >= 3
+        db.dispose()
+        states = wait_jobs_retrying(db, [jid], 150)
+        assert states[jid] == "succeeded"
+        check_exactly_once(db, jid, 10 + 2 * 4)
+        assert all(p.poll() is None for p in procs), "a worker died when its connections were killed"
+    finally:
+        stop(procs)
+        db.dispose()
+    log = b"".join(p.stderr.read() for p in procs if p.stderr).decode(errors="replace")
+    if os.environ.get("MSUNAS_TEST_SHOW_LOGS"):
+        print(log)
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.postgres
 @pytest.mark.skipif(not os.environ.get("MSUNAS_TEST_PG_RESTART_CMD"),
                     reason="set MSUNAS_TEST_PG_RESTART_CMD (e.g. 'pg_ctlcluster --skip-systemctl-redirect 15 main "
                     "restart') to restart the shared PostgreSQL server mid-job")
