@@ -152,10 +152,9 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
             first, last, n = s.execute(select(func.min(EvalTask.finished_at), func.max(EvalTask.finished_at),
                                               func.count()).where(EvalTask.job_id == jid,
                                                                   EvalTask.state == "done")).one()
-            owners = s.execute(select(func.count(func.distinct(EvalTask.lease_owner)))).scalar_one()
             evals_s = [r.result["seconds"] for r in s.execute(select(EvalTask.result)).all() if r.result]
         db.dispose()
-        span = (last - first).total_seconds()
+        span = (last - first).total_seconds() if first is not None and last is not None else 0.0
         out: dict[str, Any] = {
             "backend": backend, "evaluations": int(n), "job_state": st,
             "evaluations_per_s": (n - 1) / span if span > 0 else None,
@@ -163,7 +162,6 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
             "overhead_ms_per_evaluation": (span / (n - 1) * N_WORKERS - sum(evals_s) / max(len(evals_s), 1)) * 1e3
             if span > 0 else None,
         }
-        del owners
         for name, xs in (("poll", lat), ("poll_no_workers", idle_lat)):
             if xs:
                 xs.sort()
@@ -201,9 +199,9 @@ def bench_optuna(backend: str, tmp: Path, n_trials: int) -> dict[str, Any]:
         for p in procs:
             p.join()
         st = optuna.load_study(study_name="bench", storage=url)
-        trials = [t for t in st.trials if t.datetime_complete is not None]
-        first = min(t.datetime_complete for t in trials)  # type: ignore[type-var]
-        last = max(t.datetime_complete for t in trials)  # type: ignore[type-var]
+        done = [t.datetime_complete for t in st.trials if t.datetime_complete is not None]
+        trials = done
+        first, last = min(done), max(done)
         span = (last - first).total_seconds()
         return {"backend": backend, "trials": len(trials), "trials_per_s": (len(trials) - 1) / span,
                 "overhead_ms_per_trial": span / (len(trials) - 1) * N_WORKERS * 1e3}

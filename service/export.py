@@ -26,7 +26,7 @@ def export_bytes(spec_d: dict[str, Any], config: dict[str, Any], fmt: str = "onn
     if fmt not in MEDIA:
         raise ValueError(f"format: {fmt!r} is not one of {sorted(MEDIA)}")
     try:
-        from supernets import ofa_supernet as ofs
+        from supernets import ofa_supernet as ofs  # type: ignore[attr-defined,unused-ignore]
     except ImportError as e:
         raise ExportUnavailable(f"export: supernets.ofa_supernet is not in this build ({e})") from None
     import torch

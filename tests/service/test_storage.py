@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -233,7 +234,7 @@ def test_every_query_uses_an_index(tmp_path) -> None:
     db = Database(url)
     owner, secret = repo.create_token(db, "a")
     jid = _job_with_tasks(db, 3, owner)
-    stmts: list[tuple[str, object]] = []
+    stmts: list[tuple[str, Any]] = []
 
     def capture(conn, cur, st, params, ctx, many) -> None:  # noqa: ANN001
         if st.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
