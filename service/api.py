@@ -459,7 +459,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
 
     @app.get("/jobs/{job_id}/archs/{arch_id}/export", tags=["archive"])
     def export(job_id: JobId, arch_id: ArchId, tid: Owner,
-               format: Annotated[str, Query(pattern="^(onnx|pytorch)$")] = "onnx") -> Response:  # noqa: A002
+               format: Annotated[str, Query(pattern="^(onnx|torch|pytorch)$")] = "onnx") -> Response:  # noqa: A002
         """The architecture as ONNX (or a PyTorch checkpoint), extracted from the job's supernet."""
         with db.transaction() as s:
             job = _get(s, tid, job_id)
@@ -467,23 +467,23 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
                 a = repo.get_architecture(s, job_id, arch_id)
             except repo.NotFoundError as e:
                 raise not_found(e) from None
-            spec_d, config = dict(job.spec), dict(a.config)
-        return _export(spec_d, config, format)
+            spec_d, config, metrics = dict(job.spec), dict(a.config), dict(a.metrics or {})
+        return _export(spec_d, config, format, metrics)
 
     return app
 
 
-def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str) -> Response:
+def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str, metrics: dict[str, Any]) -> Response:
     """Export through :mod:`service.export`; 501 problem in a build without the supernet code."""
     from service.export import ExportUnavailable, export_bytes
 
     try:
-        data, media = export_bytes(spec_d, config, fmt)
+        data, media = export_bytes(spec_d, config, fmt, metrics)
     except ExportUnavailable as e:
         raise Problem(501, "Not Implemented", f"{e} (this build cannot export)") from None
     except ValueError as e:  # e.g. the job's supernet file is gone or does not fit
         fld = str(e).split(":", 1)[0] if ":" in str(e) else "format"
         raise Problem(409, "Conflict", str(e), field=fld) from None
-    ext = "onnx" if fmt == "onnx" else "pt"
+    ext = "onnx" if fmt == "onnx" else "pt"  # torch / pytorch
     return Response(content=data, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="arch.{ext}"'})
