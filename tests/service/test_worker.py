@@ -16,8 +16,14 @@ from service.worker import Worker
 
 
 def oracle_spec(pred: Path, **kw) -> dict:
-    return {"evaluator": {"kind": "oracle", "path": str(pred)}, "resolution": [160, 224], "objectives":
-            ["top1_err", "params"], "predictor": "rbf", "n_doe": 8, "n_iter": 3, "iterations": 2, "seed": 1, **kw}
+    """A small real search: the oracle evaluator on a seeded predictor file, a small inner NSGA-II."""
+    from search.spec import JobSpec
+
+    spec = {"evaluator": {"kind": "oracle", "path": str(pred)}, "resolution": [160, 224], "objectives":
+            ["top1_err", "params"], "predictor": "rbf", "n_doe": 8, "n_iter": 3, "iterations": 2, "seed": 1}
+    if "engine" in JobSpec.model_fields:  # keep the engine's inner search small: these tests are about the service
+        spec["engine"] = {"pop_size": 8, "n_gen": 3, "cv_folds": 2}
+    return {**spec, **kw}
 
 
 def submit(db: Database, spec: dict, owner: int | None = None) -> int:
