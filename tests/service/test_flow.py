@@ -34,9 +34,9 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         jid = r.json()["id"]
         Worker(Settings(db_url=db_url, poll_seconds=0.01)).run(max_idle_seconds=0.5)
         j = c.get(f"/jobs/{jid}", headers=h).json()
-        assert j["state"] == "succeeded" and len(j["hv_history"]) == 3 and j["progress"]["n_evaluated"] == 14
+        assert j["state"] == "succeeded" and len(j["hv_history"]) == 2 and j["progress"]["n_evaluated"] == 11
         its = c.get(f"/jobs/{jid}/iterations", headers=h).json()["items"]
-        assert [i["iteration"] for i in its] == [0, 1, 2] and "engine_state" not in its[0]
+        assert [i["iteration"] for i in its] == [0, 1] and "engine_state" not in its[0]
         it1 = c.get(f"/jobs/{jid}/iterations/1", params={"include_state": True}, headers=h).json()
         assert it1["engine_state"] and it1["n_archive"] == 11
         items, cursor = [], None
@@ -47,7 +47,7 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
             cursor = page["next_cursor"]
             if not cursor:
                 break
-        assert len(items) == 14 and len({a["key"] for a in items}) == 14
+        assert len(items) == 11 and len({a["key"] for a in items}) == 11
         a = items[0]
         assert c.get(f"/jobs/{jid}/archs/{a['id']}", headers=h).json()["config"] == a["config"]
         r = c.get(f"/jobs/{jid}/archs/{a['id']}/export", params={"format": "onnx"}, headers=h)
@@ -134,11 +134,23 @@ def test_cli_serve_submit_watch(tmp_path: Path, predictor_file: Path) -> None:
         assert w.returncode == 0, w.stdout + w.stderr
         assert "state=succeeded" in w.stdout
         st = _cli("status", jid, "--json", env=env)
-        assert json.loads(st.stdout)["progress"]["n_evaluated"] == 14
+        assert json.loads(st.stdout)["progress"]["n_evaluated"] == 11
         r = _cli("status", "99999", env=env)
         assert r.returncode == 2 and "HTTP 404" in r.stderr
+        r = _cli("select", jid, "-n", "2", "--prefer", "trade-off", env=env)  # a job id: selects on the server
+        assert r.returncode == 0, r.stderr
+        picked = json.loads(r.stdout)
+        assert 1 <= len(picked) <= 2 and all("config" in p and "id" in p for p in picked)
     finally:
         server.terminate()
         assert server.wait(timeout=60) == 0  # and it stopped its workers (checked below)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "cli.db") not in ps, "serve left worker processes behind"
+
+
+def test_cli_select_of_a_local_search_folder(shared_data: Path) -> None:
+    """`msunas select PATH` still selects locally (the search command's select), `select ID` remotely."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = _cli("select", str(shared_data / "cnas_cifar10" / "iter_30.stats"), "-n", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "selected" in r.stdout

@@ -39,7 +39,7 @@ def test_no_server_errors(api_schema) -> None:
         op = result.ok()
 
         @given(case=op.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case) -> None:
             nonlocal n_calls
             response = case.call()

@@ -20,7 +20,7 @@ def oracle_spec(pred: Path, **kw) -> dict:
     from search.spec import JobSpec
 
     spec = {"evaluator": {"kind": "oracle", "path": str(pred)}, "resolution": [160, 224], "objectives":
-            ["top1_err", "params"], "predictor": "rbf", "n_doe": 8, "n_iter": 3, "iterations": 2, "seed": 1}
+            ["top1_err", "params"], "predictor": "rbf", "n_doe": 8, "n_iter": 3, "iterations": 1, "seed": 1}
     if "engine" in JobSpec.model_fields:  # keep the engine's inner search small: these tests are about the service
         spec["engine"] = {"pop_size": 8, "n_gen": 3, "cv_folds": 2}
     return {**spec, **kw}
@@ -50,7 +50,7 @@ def check_exactly_once(db: Database, job_id: int, n_expected: int) -> list[tuple
 @pytest.mark.usefixtures("engine_ready")
 def test_job_runs_to_completion(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
-    jid = submit(db, oracle_spec(predictor_file))
+    jid = submit(db, oracle_spec(predictor_file, iterations=2))
     w = Worker(Settings(db_url=db_url, poll_seconds=0.01))
     w.run(max_idle_seconds=0.5)
     with db.transaction() as s:
@@ -69,24 +69,24 @@ def test_job_runs_to_completion(db_url: str, predictor_file: Path) -> None:
 def test_resume_from_iteration_reproduces_the_run(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "t")
-    jid = submit(db, oracle_spec(predictor_file, iterations=3), owner)
+    jid = submit(db, oracle_spec(predictor_file, iterations=2), owner)
     settings = Settings(db_url=db_url, poll_seconds=0.01)
     Worker(settings).run(max_idle_seconds=0.5)
     with db.transaction() as s:
         before = [(it.k, it.hv, it.n_archive) for it in repo.list_iterations(s, jid)]
-    arch_before = check_exactly_once(db, jid, 8 + 3 * 3)
+    arch_before = check_exactly_once(db, jid, 8 + 2 * 3)
     with db.transaction() as s:
-        job = repo.resume_job(s, owner, jid, 1)
-        assert job.state == "queued" and job.cur_iteration == 1
+        job = repo.resume_job(s, owner, jid, 0)
+        assert job.state == "queued" and job.cur_iteration == 0
     with db.transaction() as s:
-        assert [it.k for it in repo.list_iterations(s, jid)] == [0, 1]
-        assert s.execute(select(func.count()).where(Architecture.job_id == jid)).scalar_one() == 8 + 3
+        assert [it.k for it in repo.list_iterations(s, jid)] == [0]
+        assert s.execute(select(func.count()).where(Architecture.job_id == jid)).scalar_one() == 8
     Worker(settings).run(max_idle_seconds=0.5)  # a fresh worker: nothing in memory, only the stored state
     with db.transaction() as s:
         after = [(it.k, it.hv, it.n_archive) for it in repo.list_iterations(s, jid)]
         assert repo.get_job(s, None, jid).state == "succeeded"
     assert after == before
-    assert check_exactly_once(db, jid, 8 + 3 * 3) == arch_before
+    assert check_exactly_once(db, jid, 8 + 2 * 3) == arch_before
     db.dispose()
 
 
