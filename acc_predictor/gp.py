@@ -125,13 +125,12 @@ class GPPredictor(GenomePredictor):
         inv = np.zeros(self.X_train_.shape[1])
         for g, cols in enumerate(self.idx_):
             inv[cols.numpy()] = np.exp(-self.theta_[g])
-        # the mean runs in float32 (10,000 x n kernel rows: half the memory traffic; ~1e-6 relative error);
-        # the std solves against the float64 Cholesky factor
-        inv_t = torch.from_numpy(inv).float()
-        B = self.X_train_.float() * inv_t
+        # float64 throughout (predictions must not depend on the batch they come in), in-place kernel algebra
+        inv_t = torch.from_numpy(inv)
+        B = self.X_train_ * inv_t
         bb = (B * B).sum(1)[None, :]
-        alpha = self.alpha_.float()
-        Xq = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float32)) * inv_t
+        alpha = self.alpha_
+        Xq = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float64)) * inv_t
         mean = np.empty(len(F))
         std = np.empty(len(F)) if return_std else None
         c5 = float(np.sqrt(5.0))
@@ -143,7 +142,7 @@ class GPPredictor(GenomePredictor):
                 Ks = (1.0 + c5 * r + (5.0 / 3.0) * r2).mul_(torch.exp_(r.mul_(-c5))).mul_(self.signal_var_)
                 mean[s : s + 4096] = (Ks @ alpha).numpy()
                 if std is not None:
-                    V = torch.linalg.solve_triangular(self.L_, Ks.double().T, upper=False)
+                    V = torch.linalg.solve_triangular(self.L_, Ks.T, upper=False)
                     var = self.signal_var_ - (V * V).sum(0)
                     std[s : s + 4096] = torch.sqrt(var.clamp_min(0.0)).numpy()
         return mean, std
