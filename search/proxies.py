@@ -86,7 +86,7 @@ def proxy_names() -> list[str]:
 
 
 @lru_cache(maxsize=2)
-def _template(width_mult: float) -> nn.Module:
+def _template(width_mult: float) -> Any:
     """A once-for-all MobileNetV3 supernet skeleton used only to derive subnet configs (cached, never run)."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
@@ -112,8 +112,8 @@ def build_subnet(
     width_mult: float = 1.0,
     n_classes: int = 1000,
     seed: int = 0,
-    supernet: nn.Module | None = None,
-) -> nn.Module:
+    supernet: Any = None,
+) -> Any:
     """The subnet of ``config`` as a plain once-for-all ``MobileNetV3``.
 
     Without ``supernet`` it is built from its layer config and initialised with OFA's ``he_fout`` scheme
@@ -144,7 +144,7 @@ def _gaussian(shape: Sequence[int], seed: int, dtype: torch.dtype = torch.float3
     return torch.randn(*shape, generator=g, dtype=dtype)
 
 
-def _forward_pre_gap(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward_pre_gap(net: Any, x: torch.Tensor) -> torch.Tensor:
     """Feature map of an OFA MobileNetV3 before global average pooling (output of the final expand layer)."""
     x = net.first_conv(x)
     for block in net.blocks:
