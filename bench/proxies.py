@@ -115,7 +115,12 @@ def _save(res: dict[str, Any]) -> None:
     OUT.write_text(json.dumps(res, indent=1))
 
 
-def part_corr(n: int, n_cnas: int, workers: int) -> None:
+def _score_indexed(task: tuple[int, dict[str, Any], float, int]) -> tuple[int, dict[str, float]]:
+    return task[0], _score(task[1:])  # type: ignore[arg-type]
+
+
+def part_corr(n: int, n_cnas: int, workers: int, budget_s: float) -> None:
+    """Score the configs in an interleaved order, saving every few results; stops at ``budget_s`` seconds."""
     from supernets.spaces import get_search_space
 
     res = _load()
@@ -128,29 +133,50 @@ def part_corr(n: int, n_cnas: int, workers: int) -> None:
                 configs.setdefault(space.key(c), c)
     imagenet = list(configs.values())
     cnas = _cnas_sample(n_cnas)
-    tasks = [(c, 1.2, 1000) for c in imagenet] + [(c, 1.0, 10) for c, _ in cnas]
+    oracle = _oracle(imagenet)
+    tasks = [("imagenet", i, c, 1.2, 1000) for i, c in enumerate(imagenet)]
+    tasks += [("cnas_cifar10", i, c, 1.0, 10) for i, (c, _) in enumerate(cnas)]
+    order = np.random.default_rng(0).permutation(len(tasks))  # interleaved: any prefix is a random subsample
+    tasks = [tasks[i] for i in order]
+    done: dict[str, dict[int, dict[str, Any]]] = {"imagenet": {}, "cnas_cifar10": {}}
     t0 = time.perf_counter()
     load0 = os.getloadavg()
+
+    def flush(complete: bool) -> None:
+        res["corr_run"] = {
+            "wall_s": time.perf_counter() - t0,
+            "workers": workers,
+            "loadavg_before": load0,
+            "loadavg_after": os.getloadavg(),
+            "batch_sizes": NET_PROXIES,
+            "seed": 0,
+            "planned": {"imagenet": len(imagenet), "cnas_cifar10": len(cnas)},
+            "scored": {k: len(v) for k, v in done.items()},
+            "complete": complete,
+        }
+        res["raw"] = {
+            "imagenet": [
+                {"config": imagenet[i], "oracle_top1": float(oracle[i]), **done["imagenet"][i]}
+                for i in sorted(done["imagenet"])
+            ],
+            "cnas_cifar10": [
+                {"config": cnas[i][0], "top1": cnas[i][1], **done["cnas_cifar10"][i]}
+                for i in sorted(done["cnas_cifar10"])
+            ],
+        }
+        _save(res)
+
+    flat = [(k, (i, c, w, nc)) for k, i, c, w, nc in tasks]
     with get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-        scored = pool.map(_score, tasks, chunksize=4)
-    res["corr_run"] = {
-        "wall_s": time.perf_counter() - t0,
-        "workers": workers,
-        "loadavg_before": load0,
-        "loadavg_after": os.getloadavg(),
-        "batch_sizes": NET_PROXIES,
-        "seed": 0,
-    }
-    res["raw"] = {
-        "imagenet": [
-            {"config": c, "oracle_top1": float(a), **s}
-            for c, a, s in zip(imagenet, _oracle(imagenet), scored[: len(imagenet)], strict=True)
-        ],
-        "cnas_cifar10": [
-            {"config": c, "top1": a, **s} for (c, a), s in zip(cnas, scored[len(imagenet) :], strict=True)
-        ],
-    }
-    _save(res)
+        it = pool.imap(_score_indexed, [t for _, t in flat], chunksize=1)
+        for j, (i, scores) in enumerate(it):
+            done[flat[j][0]][i] = scores
+            if (j + 1) % 10 == 0:
+                flush(False)
+            if time.perf_counter() - t0 > budget_s:
+                pool.terminate()
+                break
+    flush(sum(len(v) for v in done.values()) == len(flat))
 
 
 def _rank(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -315,9 +341,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--n-cnas", type=int, default=80, help="configs sampled from each CNAS run's archive")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--budget-s", type=float, default=4 * 3600, help="wall-time budget of the corr part")
     a = ap.parse_args()
     if a.part in ("corr", "all"):
-        part_corr(a.n, a.n_cnas, a.workers)
+        part_corr(a.n, a.n_cnas, a.workers, a.budget_s)
     if a.part in ("analysis", "all"):
         part_analysis()
     if a.part in ("solver", "all"):

@@ -336,3 +336,29 @@ def compute_proxies(name: str, configs: Sequence[Mapping[str, Any]], **kw: Any) 
         m = cost_metrics(cs, width_mult=kw.get("width_mult", 1.0), n_classes=kw.get("n_classes", 1000))
         return np.asarray(m[name], dtype=np.float64)
     return np.array([compute_proxy(name, c, **kw) for c in configs], dtype=np.float64)
+
+
+def warm_start(
+    space: Any,
+    n: int,
+    *,
+    name: str = "synflow",
+    pool_factor: int = 3,
+    rng: np.random.Generator,
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """An initial design of ``n`` configs: the ``n`` best by proxy ``name`` of ``pool_factor * n`` random ones.
+
+    ``space`` is a search space (``sample``/``key``); ``kw`` go to :func:`compute_proxy` (``width_mult``,
+    ``n_classes``, ``batch_size``, ``seed``). Duplicates are removed before ranking. See docs/proxies.md for
+    whether this helps the surrogate (measured on the once-for-all ImageNet oracle).
+    """
+    if isinstance(pool_factor, bool) or not isinstance(pool_factor, int) or pool_factor < 1:
+        raise ValueError(f"pool_factor: expected an integer >= 1, got {pool_factor!r}")
+    pool: dict[str, dict[str, Any]] = {}
+    for c in space.sample(pool_factor * n, rng):
+        pool.setdefault(space.key(c), c)
+    cands = list(pool.values())
+    scores = compute_proxies(name, cands, **kw)
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [cands[i] for i in order]

@@ -152,3 +152,13 @@ def test_cost_baselines() -> None:
     m = cost_metrics(cs, width_mult=1.0, n_classes=1000)
     np.testing.assert_array_equal(proxies.compute_proxies("macs", cs), m["macs"])
     assert proxies.compute_proxy("params", cs[0]) == m["params"][0]
+
+
+def test_warm_start_takes_the_top_of_the_pool() -> None:
+    sp = get_search_space("mobilenetv3", lr=R, ur=R + 8)
+    picked = proxies.warm_start(sp, 3, name="synflow", pool_factor=2, rng=np.random.default_rng(0), batch_size=2)
+    pool = sp.sample(6, np.random.default_rng(0))
+    scores = sorted((proxies.compute_proxy("synflow", c, batch_size=2) for c in pool), reverse=True)
+    assert [proxies.compute_proxy("synflow", c, batch_size=2) for c in picked] == scores[:3]
+    with pytest.raises(ValueError, match="pool_factor"):
+        proxies.warm_start(sp, 3, pool_factor=0, rng=np.random.default_rng(0))
