@@ -15,6 +15,15 @@ NET_PROXIES = ["zen", "naswot", "synflow", "gradnorm"]
 R = 32  # the smallest resolution keeps the nets cheap; the proxies' code paths are the same
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: tiny nets gain nothing from more, and a busy machine makes OpenMP spin badly."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _configs(space_name: str, n: int = 2, seed: int = 0) -> list[dict]:
     sp = get_search_space(space_name, lr=R, ur=R + 8)
     return sp.sample(n, np.random.default_rng(seed))

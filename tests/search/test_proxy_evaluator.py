@@ -57,7 +57,7 @@ def test_evaluator_reports_score_and_pseudo_top1() -> None:
         {
             "resolution": [32, 40],
             "dataset": {"name": "digits"},
-            "evaluator": {"kind": "proxy", "name": "zen", "batch_size": 4, "seed": 5},
+            "evaluator": {"kind": "proxy", "name": "zen", "batch_size": 4, "seed": 5, "num_threads": 1},
         }
     )
     ev = get_evaluator(job)
