@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from search import milp
-from supernets import codec
+from supernets import codec, cost
 from supernets.spaces import get_search_space
 
-cost = pytest.importorskip("supernets.cost")
 W = 1.2
 
 

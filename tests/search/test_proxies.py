@@ -154,7 +154,6 @@ def test_bad_input(kw: dict, field: str) -> None:
 
 
 def test_cost_baselines() -> None:
-    pytest.importorskip("supernets.cost")
     from supernets.cost import cost_metrics
 
     cs = _configs("mobilenetv3", 3)

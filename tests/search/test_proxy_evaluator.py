@@ -50,7 +50,6 @@ def test_milp_spec_ok() -> None:
 
 
 def test_evaluator_reports_score_and_pseudo_top1() -> None:
-    pytest.importorskip("supernets.cost")
     from search.evaluator import get_evaluator
 
     job = load_spec(
