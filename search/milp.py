@@ -283,3 +283,39 @@ def solve_front(
         out.append(sol)
         seen.append(sol.config)
     return out
+
+
+def engine_pool(engine: Any, surrogates: Mapping[str, Any], n: int | None = None) -> np.ndarray:
+    """Candidate genomes for the engine's ``optimizer: milp``: the MILP's predicted front under the job's bounds.
+
+    The surrogate's ``top1_err`` (a bilinear predictor: verified additive) is minimised, exact params/MACs
+    constraints are hard rows, archived configs are excluded by no-good cuts. With two objectives the
+    epsilon-constraint front of ``2 * n_iter`` configs is returned (the engine's selection then picks
+    ``n_iter`` by predicted hypervolume gain); with one, the ``n_iter`` best distinct configs.
+    """
+    space = engine.space
+    spec = engine.spec
+    n = int(n or 2 * spec.n_iter)
+    width, classes = engine.objectives.width_mult, engine.objectives.n_classes
+    sur = surrogates["top1_err"]
+    acc = additive_model(lambda cs: -sur.predict(space.encode_many(list(cs))), space.resolutions)
+    cons = {
+        k: (cost_model(k, space.resolutions, width_mult=width, n_classes=classes), float(v))
+        for k, v in spec.constraints.items()
+    }
+    exclude = [r["config"] for r in engine.archive]
+    if len(spec.objectives) == 2:
+        second = cost_model(spec.objectives[1], space.resolutions, width_mult=width, n_classes=classes)
+        sols = solve_front(acc, second, n, cons, exclude=exclude)
+    else:
+        sols = []
+        seen = list(exclude)
+        for _ in range(n):
+            s = solve(acc, cons, exclude=seen)
+            if s.config is None:
+                break
+            sols.append(s)
+            seen.append(s.config)
+    if not sols:
+        return np.zeros((0, space.n_var), dtype=np.int64)
+    return space.encode_many([s.config for s in sols])

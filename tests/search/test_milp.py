@@ -120,3 +120,42 @@ def test_front_is_distinct_and_ordered(space, costs, bilinear) -> None:
     vals = [s.value for s in front]
     assert np.all(np.diff(macs) >= 0) or np.all(np.diff(vals) >= -1e-9)
     assert vals[-1] == pytest.approx(max(vals))
+
+
+def test_engine_with_milp_optimizer(shared_data) -> None:
+    """A whole (small) search with ``optimizer: milp`` on the OFA oracle: feasible, fresh candidates."""
+    from search.engine import Engine
+    from search.evaluator import get_evaluator
+    from search.spec import load_spec
+
+    spec = load_spec(
+        {
+            "width_mult": 1.2,
+            "resolution": [160, 224],
+            "evaluator": {"kind": "oracle", "path": str(shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz")},
+            "objectives": ["top1_err", "macs"],
+            "constraints": {"macs": 350e6},
+            "constraint_mode": "hard",
+            "predictor": "bilinear",
+            "optimizer": "milp",
+            "n_doe": 30,
+            "n_iter": 4,
+            "iterations": 2,
+        }
+    )
+    eng = Engine(spec)
+    ev = get_evaluator(spec)
+    keys: set[str] = set()
+    it = 0
+    while eng.has_next():
+        cands = eng.ask()
+        new = {codec.config_key(c) for c in cands}
+        assert not (new & keys)  # never proposes an archived config
+        keys |= new
+        if it > 0:
+            assert len(cands) == 4
+            macs = cost.cost_metrics(cands, width_mult=W, n_classes=1000)["macs"]
+            assert np.all(macs <= 350e6)
+        eng.tell([ev.evaluate(c) for c in cands])
+        it += 1
+    assert it == 3
