@@ -80,7 +80,7 @@ class ProxyEvaluatorSpec(_Strict):
     The evaluator reports ``proxy_score`` (the raw proxy, larger = better) and ``top1`` := a fixed strictly
     monotone map of it into (0, 100): ``50 + 50 z / (1 + |z|)``, ``z = (score - center) / scale``, so the
     engine's ``top1_err`` objective ranks exactly as the proxy does. ``top1`` is then NOT an accuracy.
-    ``center``/``scale`` default to per-proxy values measured on random OFA subnets (see docs/proxies.md).
+    ``center``/``scale`` default to about the median/IQR of each proxy on random OFA subnets (docs/proxies.md).
     """
 
     kind: Literal["proxy"] = "proxy"
