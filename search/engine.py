@@ -611,20 +611,26 @@ class Engine:
         cpu0 = time.process_time()
         sur, info, timing = self._fit_surrogates()
         t0 = time.perf_counter()
-        problem = _InnerProblem(self, sur)
-        X0 = self._initial_population()
-        algo = NSGA2(
-            pop_size=self.opts.pop_size,
-            sampling=X0.astype(np.float64),
-            repair=_CanonicalRepair(),
-            eliminate_duplicates=True,
-            **self._operators(),
-        )
-        inner_seed = int(self.rng.integers(2**31 - 1))
-        minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+        if self.spec.optimizer == "milp":  # exact epsilon-constraint front of the bilinear surrogate (search/milp.py)
+            from search.milp import engine_pool
+
+            seen = engine_pool(self, sur)
+        else:
+            problem = _InnerProblem(self, sur)
+            X0 = self._initial_population()
+            algo = NSGA2(
+                pop_size=self.opts.pop_size,
+                sampling=X0.astype(np.float64),
+                repair=_CanonicalRepair(),
+                eliminate_duplicates=True,
+                **self._operators(),
+            )
+            inner_seed = int(self.rng.integers(2**31 - 1))
+            minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+            seen = np.array(problem.X_seen, dtype=np.int64)
         timing["search"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pool = canonicalise_genomes(np.array(problem.X_seen, dtype=np.int64).reshape(-1, self.space.n_var))
+        pool = canonicalise_genomes(seen.reshape(-1, self.space.n_var))
         known = {g.tobytes() for g in self._archive_genomes()}
         fresh = [i for i, g in enumerate(pool) if g.tobytes() not in known]
         pool = pool[fresh]
