@@ -150,7 +150,7 @@ class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
     search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
-    width_mult: Literal[1.0, 1.2] = 1.0
+    width_mult: float = Field(default=1.0, description="1.0 or 1.2")
     resolution: tuple[int, int] = (192, 256)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     supernet: SupernetSpec = Field(default_factory=SupernetSpec)
@@ -172,6 +172,13 @@ class JobSpec(_Strict):
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
     engine: EngineSpec = Field(default_factory=EngineSpec)
+
+    @field_validator("width_mult")
+    @classmethod
+    def _width(cls, v: float) -> float:
+        from supernets.codec import check_width
+
+        return check_width(v)
 
     @field_validator("resolution")
     @classmethod
@@ -233,7 +240,12 @@ def format_validation_error(err: ValidationError) -> str:
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
+    if not loc:
+        return msg
+    last = str(e["loc"][-1])
+    if msg.startswith(f"{last}: "):  # validators that name their field already
+        msg = msg[len(last) + 2 :]
+    return f"{loc}: {msg}"
 
 
 def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:

@@ -30,7 +30,7 @@ def export_bytes(spec_d: dict[str, Any], config: dict[str, Any], fmt: str = "onn
     from supernets.ofa_supernet import build_supernet, load_supernet
 
     spec = load_spec(spec_d)
-    backbone = {k: config[k] for k in ("ks", "e", "d", "r") if k in config}
+    backbone: dict[str, Any] = {k: config[k] for k in ("ks", "e", "d", "r") if k in config}
     n_classes = n_classes_of(spec)
     if spec.evaluator.kind == "supernet":  # the very supernet the candidates were evaluated with
         net = resolve_supernet(spec, n_classes)
