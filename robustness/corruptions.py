@@ -66,26 +66,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-"""The 15 benchmark corruptions, in the order of the CIFAR-10-C / ImageNet-C papers."""
+from robustness.names import CORRUPTIONS, SEVERITIES
 
-SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 Preset = Literal["auto", "cifar", "imagenet"]
 RngLike = np.random.Generator | int | None
 
