@@ -22,6 +22,10 @@ class CorruptionSpec(BaseModel):
     n_images: int = Field(default=500, ge=1, description="validation images corrupted per (type, severity)")
     preset: str = Field(default="auto", description="severity table: auto | cifar | imagenet")
     seed: int = Field(default=0, ge=0)
+    cifar_c_root: str | None = Field(
+        default=None,
+        description="read the published CIFAR-10-C/CIFAR-100-C .npy files from this folder instead of generating",
+    )
     baseline: dict[str, dict[int, float]] | None = Field(
         default=None,
         description="baseline architecture's accuracy (%) per type and severity, for mCE (Hendrycks)",
