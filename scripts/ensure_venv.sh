@@ -12,8 +12,10 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "msunas needs Python >= 3.11")'
 echo "msunas: installing into $VENV (torch, ofa, pymoo, ...; a few minutes on a fresh machine)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --progress-bar off --upgrade pip
-"$VENV/bin/python" -m pip install -q --progress-bar off -e '.[test]'
+# the machine's pip config names local wheel folders that may be absent: drop those warnings only
+pip_install() { "$VENV/bin/python" -m pip install -q --progress-bar off "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+pip_install --upgrade pip
+pip_install -e '.[test]'
 "$VENV/bin/python" -c 'import ofa.imagenet_classification.elastic_nn.networks, pymoo, onnxruntime' \
   || { echo "msunas: install check failed (ofa/pymoo/onnxruntime do not import)" >&2; exit 1; }
 echo "$want" > "$STAMP"

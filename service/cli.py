@@ -27,6 +27,7 @@ def _register() -> None:
     from service import cli_core
 
     cli_core.register(app)
+    __import__("service.cli_cost", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
