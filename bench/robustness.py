@@ -61,6 +61,7 @@ def _machine() -> dict[str, Any]:
 def run_search(quick: bool) -> dict[str, Any]:
     """A small real search on digits with top1_robust; every candidate gets R and corruption metrics."""
     from search.engine import Engine
+
     from search.evaluator import get_evaluator
     from search.spec import load_spec
 
@@ -105,6 +106,7 @@ def run_search(quick: bool) -> dict[str, Any]:
                     "corruption_acc": m["corruption_acc"],
                     "corruption_clean_acc": m["corruption_clean_acc"],
                     "t_r": m["robustness_time"],
+                    "cpu_r": m["robustness_cpu_time"],
                     "t_valid": m.get("time_valid", float("nan")),
                     "t_train": m.get("time_train", float("nan")),
                     "t_corruption": m["corruption_time"],
@@ -195,6 +197,7 @@ def run_own(quick: bool) -> dict[str, Any]:
                 "loss_increase": fr.loss_increase,
                 "corruption_acc": float(np.mean([np.mean(list(v.values())) for v in acc.values()])),
                 "t_r": fr.seconds,
+                "cpu_r": fr.cpu_seconds,
                 "t_valid": t_valid,
                 "t_train": t_train,
                 "t_corruption": t_corr,
@@ -225,6 +228,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
             "sigma": 0.05,
             "seconds_per_candidate_mean": float(t_r.mean()),
             "seconds_per_candidate_median": float(np.median(t_r)),
+            "cpu_seconds_per_candidate_mean": float(np.mean([x["cpu_r"] for x in rows])),
             "ratio_to_one_validation_pass": float(np.median(t_r / t_v)),
             "ratio_to_finetuning": float(np.median(t_r / t_t)),
             "corruption_seconds_per_candidate_mean": float(np.mean([x["t_corruption"] for x in rows])),

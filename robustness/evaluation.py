@@ -88,6 +88,7 @@ class RobustnessProbe:
             out["robustness"] = res.robustness
             out["robustness_loss_increase"] = res.loss_increase
             out["robustness_time"] = res.seconds
+            out["robustness_cpu_time"] = res.cpu_seconds
         if self.do_corruptions:
             out.update(self.corruption_metrics(net, valid_batches, r))
         return out
@@ -108,7 +109,7 @@ class RobustnessProbe:
     def corruption_metrics(self, net: nn.Module, valid_batches: Batches, r: int) -> dict[str, float]:
         """Accuracy (%) per corruption type and severity, their means and (with a baseline) mCE."""
         c = self._copts()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         acc: dict[str, dict[int, float]] = {}
         was = [(m, m.training) for m in net.modules()]
         net.eval()
@@ -136,6 +137,7 @@ class RobustnessProbe:
             if "relative_mCE" in mce:
                 out["relative_mce"] = mce["relative_mCE"]
         out["corruption_time"] = time.perf_counter() - t0
+        out["corruption_cpu_time"] = time.process_time() - c0
         return out
 
     @torch.no_grad()

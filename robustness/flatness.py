@@ -63,7 +63,8 @@ class FlatnessResult:
     n_draws: int = 20
     seed: int = 0
     n_samples: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # process CPU time (all threads): the cost on a shared machine
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -144,7 +145,7 @@ def flatness(
         raise ValueError(f"n_draws: must be an int >= 1, got {n_draws!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dev = torch.device(device) if device is not None else _device_of(model)
     batches = as_batches(data, batch_size)
     params = [p for p in model.parameters()]
@@ -184,4 +185,5 @@ def flatness(
         seed=seed,
         n_samples=sum(int(y.shape[0]) for _, y in batches),
         seconds=time.perf_counter() - t0,
+        cpu_seconds=time.process_time() - c0,
     )
