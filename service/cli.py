@@ -28,6 +28,7 @@ def _register() -> None:
 
     cli_core.register(app)
     __import__("service.cli_cost", fromlist=["register"]).register(app)
+    __import__("service.cli_latency", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

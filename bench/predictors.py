@@ -1,0 +1,254 @@
+"""Benchmark of the surrogate accuracy predictors: held-out ranking quality and fit/predict time.
+
+Quality: Kendall tau (and Spearman rho, RMSE) on the architectures NOT used for fitting, mean over 10 random
+splits, fitting on n = 50, 100, 300 and testing on all the rest, on
+
+* DyNAS-T ImageNet records (w1.0, r=224; 1203 distinct networks after canonical dedup, repeats averaged),
+* each of the two CNAS/MSuNAS CIFAR-10 runs separately (340 networks each, r 192..256).
+
+Every model sees the same splits; the CNAS-configured baselines (``bench/cnas_baselines.py``, raw integer genome)
+run in the same process pool. Speed: fit on n=300 (CIFAR-10 run 1) and predict 10,000 random genomes, wall and
+CPU seconds, one BLAS/torch thread (so within 2 cores), best of a few repeats.
+
+Usage::
+
+    PYTHONPATH=. MSUNAS_SHARED_DATA=../shared/data python bench/predictors.py [--splits 10] [--jobs 2]
+
+Writes ``bench/results/predictors.json`` and ``bench/results/predictors.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+OURS = ["rbf", "gp", "mlp", "carts", "bilinear", "quadratic", "as"]
+BASELINES = ["cnas_rbf", "cnas_gp", "cnas_mlp", "cnas_carts"]
+AS_MEMBERS = ["rbf", "gp", "mlp", "bilinear", "quadratic"]
+NS = [50, 100, 300]
+
+
+def _limit_threads() -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MSUNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def load_datasets() -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
+    """name -> (genomes, top-1 %, search space)."""
+    from acc_predictor.data import CNAS_RUNS, load_cnas_cifar10, load_dynast_imagenet
+
+    d = data_dir()
+    out = {}
+    c, y, s = load_dynast_imagenet(d / "dynast_imagenet")
+    out["imagenet"] = (s.encode_many(c), y, s)
+    for i, run in enumerate(CNAS_RUNS):
+        c, y, s = load_cnas_cifar10(d / "cnas_cifar10" / run)
+        out[f"cifar10_run{i + 1}"] = (s.encode_many(c), y, s)
+    return out
+
+
+def make_model(name: str) -> Any:
+    if name.startswith("cnas_"):
+        from cnas_baselines import BASELINES as B
+
+        return B[name]()
+    from acc_predictor import get_predictor
+
+    return get_predictor(name)
+
+
+def run_task(task: tuple[str, int, str, int]) -> dict[str, Any]:
+    """Fit ``model`` on ``n`` rows of ``dataset`` for every split; held-out scores per split."""
+    _limit_threads()
+    from acc_predictor.metrics import scores
+
+    ds_name, n, model, n_splits = task
+    G, y, _ = load_datasets_cached()[ds_name]
+    per, winners, fit_s = [], [], []
+    for split in range(n_splits):
+        perm = np.random.default_rng(10_000 + 100 * n + split).permutation(len(G))
+        trn, tst = perm[:n], perm[n:]
+        m = make_model(model)
+        t0 = time.process_time()
+        m.fit(G[trn], y[trn])
+        fit_s.append(time.process_time() - t0)
+        per.append(scores(y[tst], m.predict(G[tst])))
+        if model == "as":
+            winners.append(m.winner_)
+    taus = [p["tau"] for p in per]
+    return {"dataset": ds_name, "n": n, "model": model, "tau": float(np.mean(taus)), "tau_std": float(np.std(taus)),
+            "rho": float(np.mean([p["rho"] for p in per])), "rmse": float(np.mean([p["rmse"] for p in per])),
+            "taus": taus, "fit_cpu_s_mean": float(np.mean(fit_s)), "winners": winners}
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def load_datasets_cached() -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
+    if "d" not in _CACHE:
+        _CACHE["d"] = load_datasets()
+    return _CACHE["d"]
+
+
+def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, float]]:
+    """Fit on 300 CIFAR-10 (run 1) networks and predict 10,000 random genomes; best wall/CPU seconds."""
+    _limit_threads()
+    G, y, space = load_datasets_cached()["cifar10_run1"]
+    perm = np.random.default_rng(0).permutation(len(G))[:300]
+    Q = space.encode_many(space.sample(10_000, np.random.default_rng(1)))
+    make_model("mlp").fit(G[:50], y[:50])  # warm torch's lazy imports outside the timings
+    out = {}
+    for name in models:
+        fw, fc, pw, pc = [], [], [], []
+        for _ in range(repeats):
+            m = make_model(name)
+            t0, c0 = time.perf_counter(), time.process_time()
+            m.fit(G[perm], y[perm])
+            fw.append(time.perf_counter() - t0)
+            fc.append(time.process_time() - c0)
+            for _ in range(3):
+                t0, c0 = time.perf_counter(), time.process_time()
+                m.predict(Q)
+                pw.append(time.perf_counter() - t0)
+                pc.append(time.process_time() - c0)
+        out[name] = {"fit300_wall_s": min(fw), "fit300_cpu_s": min(fc), "predict10k_wall_s": min(pw),
+                     "predict10k_cpu_s": min(pc)}
+        print(f"timing {name}: {out[name]}", flush=True)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "loadavg_start": os.getloadavg()}
+
+
+def checks(results: list[dict[str, Any]], times: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The issue's targets, evaluated on the measured figures."""
+    tab = {(r["dataset"], r["n"], r["model"]): r["tau"] for r in results}
+    settings = sorted({(r["dataset"], r["n"]) for r in results})
+    as_gap = {}
+    for ds, n in settings:
+        if (ds, n, "as") not in tab:
+            continue
+        best_member = max(tab[(ds, n, m)] for m in AS_MEMBERS if (ds, n, m) in tab)
+        best_single = max(tab[(ds, n, m)] for m in OURS if m != "as" and (ds, n, m) in tab)
+        as_gap[f"{ds}/n={n}"] = {"as": tab[(ds, n, "as")], "best_member": best_member, "best_single": best_single,
+                                 "as_minus_best_member": tab[(ds, n, "as")] - best_member}
+    gain = {}
+    for ds in ("cifar10_run1", "cifar10_run2"):
+        if (ds, 100, "cnas_rbf") not in tab:
+            continue
+        base = max(tab[(ds, 100, b)] for b in BASELINES if (ds, 100, b) in tab)
+        best = max(tab[(ds, 100, m)] for m in OURS if (ds, 100, m) in tab)
+        gain[ds] = {"best_baseline": base, "best_ours": best, "gain": best - base}
+    return {
+        "as_within_0.01_of_best_member": all(v["as_minus_best_member"] >= -0.01 for v in as_gap.values()),
+        "as_vs_members": as_gap,
+        "cifar10_n100_gain_over_baselines": gain,
+        "cifar10_n100_gain_at_least_0.02": all(v["gain"] >= 0.02 for v in gain.values()) if gain else None,
+        "fit300_cpu_le_5s": {m: t["fit300_cpu_s"] <= 5.0 for m, t in times.items() if m in OURS},
+        "predict10k_cpu_le_0.1s": {m: t["predict10k_cpu_s"] <= 0.1 for m, t in times.items() if m in OURS},
+    }
+
+
+def markdown(res: dict[str, Any]) -> str:
+    results, times = res["results"], res["timing"]
+    dsets = ["imagenet", "cifar10_run1", "cifar10_run2"]
+    tab = {(r["dataset"], r["n"], r["model"]): r for r in results}
+    head = "| model | " + " | ".join(f"{ds.replace('cifar10_', 'C10 ').replace('imagenet', 'ImageNet')} n={n}"
+                                     for ds in dsets for n in NS) + " | fit n=300 (s) | predict 10k (s) |"
+    lines = [f"Held-out Kendall tau, mean over {res['settings']['splits']} random splits (train n, test on the rest); "
+             f"{res['machine']['cpu']}, {res['date']}. Times: CPU seconds, one thread (wall under the shared "
+             f"machine's load in the JSON).", "", head, "|" + "---|" * (len(dsets) * len(NS) + 3)]
+    for m in OURS + BASELINES:
+        cells = []
+        for ds in dsets:
+            for n in NS:
+                r = tab.get((ds, n, m))
+                cells.append(f"{r['tau']:.3f}" if r else "-")
+        t = times.get(m, {})
+        ft = f"{t['fit300_cpu_s']:.2f}" if t else "-"
+        pt = f"{t['predict10k_cpu_s']:.3f}" if t else "-"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ft} | {pt} |")
+    lines += ["", "`as` winners (per setting, over the splits):", ""]
+    for ds in dsets:
+        for n in NS:
+            r = tab.get((ds, n, "as"))
+            if r:
+                w = {k: r["winners"].count(k) for k in sorted(set(r["winners"]))}
+                lines.append(f"- {ds} n={n}: {w}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--models", default=",".join(OURS + BASELINES))
+    ap.add_argument("--ns", default=",".join(map(str, NS)))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "predictors"))
+    args = ap.parse_args()
+    models = args.models.split(",")
+    ns = [int(v) for v in args.ns.split(",")]
+    started = time.time()
+    info = machine()
+    dsets = list(load_datasets_cached())
+    # slow models first so the pool's tail is short
+    order = {"as": 0, "cnas_mlp": 1, "cnas_carts": 2, "gp": 3, "mlp": 4}
+    tasks = sorted(((ds, n, m, args.splits) for ds in dsets for n in ns for m in models),
+                   key=lambda t: (order.get(t[2], 9), -t[1]))
+    results: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with mp.get_context("fork").Pool(args.jobs) as pool:
+        for r in pool.imap_unordered(run_task, tasks):
+            results.append(r)
+            print(f"{r['dataset']:>13} n={r['n']:<3} {r['model']:<10} tau={r['tau']:.3f} ({time.time() - started:.0f}s)",
+                  flush=True)
+            out.with_suffix(".partial.json").write_text(json.dumps(results))
+    times = timing(models)
+    info["loadavg_end"] = os.getloadavg()
+    res = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": info,
+           "settings": {"splits": args.splits, "ns": ns, "threads": 1, "jobs": args.jobs,
+                        "datasets": {k: len(v[1]) for k, v in load_datasets_cached().items()}},
+           "results": sorted(results, key=lambda r: (r["dataset"], r["n"], r["model"])), "timing": times,
+           "elapsed_s": time.time() - started}
+    res["checks"] = checks(res["results"], times)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    out.with_suffix(".md").write_text(markdown(res))
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
+    print(markdown(res))
+    print(json.dumps(res["checks"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
