@@ -94,6 +94,27 @@ class PenaltySpec(_Strict):
         return v
 
 
+class EngineSpec(_Strict):
+    """Knobs of the MSuNAS engine (defaults are the benchmarked choice, see docs/search.md)."""
+
+    pop_size: int = Field(default=40, ge=4, description="inner NSGA-II population on the surrogate")
+    n_gen: int = Field(default=20, ge=1, description="inner NSGA-II generations per iteration")
+    encoding: Literal["auto", "int", "onehot", "both"] = Field(
+        default="both", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
+    )
+    operators: Literal["ux", "sbx"] = Field(
+        default="ux", description="ux: uniform crossover + random-reset mutation; sbx: SBX/PM with rounding"
+    )
+    candidate_selection: Literal["hv", "spread"] = Field(
+        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front"
+    )
+    cv_folds: int = Field(default=5, ge=2, description="folds of the held-out surrogate statistics")
+    ref_point: list[float] | None = Field(
+        default=None, description="HV reference point in objective units; default 100 % error, f2 of the largest net"
+    )
+    hv_tol: float = Field(default=1e-9, ge=0, description="HV gain below this counts as no gain (patience)")
+
+
 class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
@@ -115,6 +136,7 @@ class JobSpec(_Strict):
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
 
     @field_validator("resolution")
     @classmethod

@@ -19,16 +19,28 @@ app = typer.Typer(
 )
 
 
-class UserError(ValueError):
-    """An input error to report as one line with exit code 2."""
+# command modules, each with a ``register(app)`` function; modules not present in this install are skipped
+COMMAND_MODULES = (
+    "service.cli_core",
+    "service.cli_cost",
+    "service.cli_latency",
+    "service.cli_search",
+    "service.cli_eval",
+    "service.cli_service",
+)
 
 
 def _register() -> None:
-    from service import cli_core
+    import importlib
 
-    cli_core.register(app)
-    __import__("service.cli_cost", fromlist=["register"]).register(app)
-    __import__("service.cli_latency", fromlist=["register"]).register(app)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,160 @@
+"""The seed-compatible search folder: ``iter_K.stats``, ``iter_K/net_i.subnet`` + ``net_i.stats``, ``failed/``.
+
+``iter_K.stats`` (JSON), as MSuNAS/CNAS write it, plus the engine state so ``--resume`` is exact::
+
+    {"archive": [[config, f1, f2], ...],   # successful evaluations so far (f1 = top-1 error %, f2 in its unit)
+     "candidates": [[config, f1, f2], ...],# this iteration's successful candidates
+     "hv": float, "surrogate": {"model", "winner", "rmse", "rho", "tau", ...} | null,
+     "iteration": K, "objectives": [...], "stats": {...iteration stats...},
+     "engine": {...Engine.state_dict()...}}
+
+A CNAS file has only the first four keys (compact configs, f2 = the run's second objective); it is read as an
+archive of records with ``metrics = {"top1": 100 - f1, "f2": f2}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from supernets import codec
+
+
+def _row(record: Mapping[str, Any]) -> list[Any]:
+    return [record["config"], *record["objectives"]]
+
+
+def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: Sequence[Any]) -> Path:
+    """Write ``iter_K.stats`` and the candidates' ``iter_K/net_i.*`` (failures under ``failed/``); returns the path."""
+    k = int(stats["iteration"])
+    out.mkdir(parents=True, exist_ok=True)
+    it_dir = out / f"iter_{k}"
+    it_dir.mkdir(exist_ok=True)
+    recs = [r for r in engine.archive if r["iteration"] == k]
+    by_key = {codec.config_key(engine.space.validate(r.config)): r for r in results}
+    for i, rec in enumerate(recs):
+        res = by_key.get(rec["key"])
+        net_stats = {
+            "iteration": k,
+            "status": rec["status"],
+            "metrics": rec["metrics"],
+            "objectives": rec["objectives"],
+            "feasible": rec["feasible"],
+            "error": rec["error"],
+            "seconds": getattr(res, "seconds", None),
+        }
+        target = it_dir if rec["status"] == "ok" else out / "failed"
+        target.mkdir(exist_ok=True)
+        name = f"net_{i}" if rec["status"] == "ok" else f"iter_{k}_net_{i}"
+        (target / f"{name}.subnet").write_text(json.dumps(rec["config"]))
+        (target / f"{name}.stats").write_text(json.dumps(net_stats, indent=1))
+    doc = {
+        "archive": [_row(r) for r in engine.archive if r["status"] == "ok"],
+        "candidates": [_row(r) for r in recs if r["status"] == "ok"],
+        "hv": stats["hv"],
+        "surrogate": stats["surrogate"],
+        "iteration": k,
+        "objectives": list(engine.spec.objectives),
+        "ref_point": list(engine.ref_point),
+        "stats": dict(stats),
+        "engine": engine.state_dict(),
+    }
+    path = out / f"iter_{k}.stats"
+    tmp = path.with_suffix(".stats.tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written stats file
+    return path
+
+
+def read_stats(path: str | Path) -> dict[str, Any]:
+    """Parse an ``iter_K.stats`` file (ours or CNAS's); ``ValueError`` naming the path on malformed input."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("iter_*.stats"), key=lambda q: iteration_of(q))
+        if not files:
+            raise ValueError(f"stats: {p} holds no iter_K.stats file")
+        p = files[-1]
+    if not p.is_file():
+        raise ValueError(f"stats: no such file {p}")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"stats: {p} is not JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("archive"), list):
+        raise ValueError(f"stats: {p} has no 'archive' list (not an iter_K.stats file)")
+    for i, row in enumerate(doc["archive"]):
+        if not isinstance(row, (list, tuple)) or len(row) < 2 or not isinstance(row[0], Mapping):
+            raise ValueError(f"stats: {p} archive[{i}] is not a [config, f1, f2] row")
+        for j, v in enumerate(row[1:]):
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ValueError(f"stats: {p} archive[{i}][{j + 1}] is not a number ({v!r})")
+    doc["_path"] = str(p)
+    return doc
+
+
+def iteration_of(path: str | Path) -> int:
+    """K of an ``iter_K.stats`` file name; ``ValueError`` when the name does not say."""
+    m = re.fullmatch(r"iter_(\d+)\.stats", Path(path).name)
+    if m is None:
+        raise ValueError(f"stats: cannot tell the iteration from the file name {Path(path).name} (want iter_K.stats)")
+    return int(m.group(1))
+
+
+def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Archive records of a parsed stats file: the engine's own records, or records rebuilt from CNAS rows."""
+    eng = doc.get("engine")
+    if isinstance(eng, Mapping) and isinstance(eng.get("archive"), list):
+        return [dict(r) for r in eng["archive"]]
+    out = []
+    for i, row in enumerate(doc["archive"]):
+        try:
+            cfg = _canonical(row[0])
+        except ValueError as e:
+            raise ValueError(f"stats: archive[{i}].config: {e}") from None
+        f = [float(v) for v in row[1:]]
+        metrics = {"top1": 100.0 - f[0]}
+        if len(f) > 1:
+            metrics["f2"] = f[1]
+        out.append(
+            {
+                "config": cfg,
+                "key": codec.config_key(cfg),
+                "iteration": None,
+                "status": "ok",
+                "metrics": metrics,
+                "objectives": f,
+                "error": None,
+                "feasible": True,
+            }
+        )
+    return out
+
+
+def _canonical(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical config keeping early-exit genes (``t``/``b``) as they are."""
+    base = codec.normalize_backbone({k: config[k] for k in ("ks", "e", "d", "r") if k in config})
+    for extra in ("t", "b"):
+        if extra in config:
+            base[extra] = list(config[extra])
+    return base
+
+
+def add_exact_costs(records: list[dict[str, Any]], width_mult: float, n_classes: int) -> list[dict[str, Any]]:
+    """Fill ``params``/``macs``/``activations``/``peak_activation`` (counts) from the exact cost model.
+
+    For archives read from CNAS files, which keep only the run's own second objective.
+    """
+    from search.objectives import exact_costs
+
+    if not records:
+        return records
+    costs = exact_costs([r["config"] for r in records], width_mult, n_classes)
+    for i, r in enumerate(records):
+        m = dict(r.get("metrics") or {})
+        for k, v in costs.items():
+            m.setdefault(k, float(v[i]))
+        r["metrics"] = m
+    return records

@@ -1,0 +1,293 @@
+"""Objectives and constraints: what the engine minimises and what it must respect.
+
+Objectives (all minimised; the first is always ``top1_err``)
+-------------------------------------------------------------
+=================  ======================================  ===========  =========================
+name               value                                   unit         source
+=================  ======================================  ===========  =========================
+``top1_err``       100 - top-1 accuracy                    %            evaluator (``top1``)
+``params``         parameter count                         millions     exact cost model
+``macs``           multiply-accumulates of one image       millions     exact cost model
+``activations``    CNAS activations (sum of layer outputs) millions     exact cost model
+``peak_activation`` largest input+output of one layer      millions     exact cost model
+``latency``        summed latency lookup table             ms           latency table
+``tiny_ml``        CNAS's weighted penalty (below)         M-weighted   exact cost model
+``avg_macs``       exit-weighted average MACs              millions     evaluator (``avg_macs``)
+``top1_robust``    100 - robust top-1                      %            evaluator (``top1_robust``)
+=================  ======================================  ===========  =========================
+
+A single objective (``objectives: [top1_err]``) is allowed too.
+
+Constraints (maxima, in the spec in counts: ``params: 2.0e6``, ``macs: 100e6``, ``activations: 5e6``,
+``avg_macs: 50e6``; ``latency_ms`` in ms). Two modes:
+
+- ``penalty`` (CNAS): the second objective gets ``factor * sum_k w_k * max(0, c_k - max_k)`` added, with c_k and
+  max_k in millions (ms for latency). For ``tiny_ml`` this is exactly CNAS's figure of merit
+  ``tiny_ml = sum_k w_k * (c_k + factor * max(0, c_k - max_k))`` over params, MACs and activations, with the
+  defaults pmax = 2 M, mmax = 100 M, amax = 5 M (when the spec gives no maximum), weights 1, 1/40, 1 and factor
+  1e10. A violator thus lies far outside the hypervolume's reference box.
+- ``hard``: constraint values ``G_k = c_k / max_k - 1`` (<= 0 is feasible) go to pymoo as inequality
+  constraints, so NSGA-II uses constrained domination (feasible first); the engine never proposes an infeasible
+  candidate when a feasible one is known, and selection never returns a violator.
+
+Cost objectives and constraints come from the exact analytic cost model (``supernets.cost.cost_metrics``), never
+from building networks in the inner loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from search.spec import JobSpec
+
+COST_KEYS = ("params", "macs", "activations", "peak_activation")
+MILLION = 1.0e6
+
+# CNAS defaults of the tiny_ml figure of merit (counts) and weights
+TINY_ML_DEFAULT_MAX = {"params": 2.0e6, "macs": 100.0e6, "activations": 5.0e6}
+TINY_ML_KEYS = ("params", "macs", "activations")
+
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
+
+
+@dataclass(frozen=True)
+class ObjectiveDef:
+    """One objective of the registry: its unit and where its value comes from."""
+
+    name: str
+    unit: str
+    source: str  # "metric" (from the evaluator), "cost" (exact cost model) or "latency"
+    metric: str | None = None  # metric name for source == "metric"
+    help: str = ""
+
+
+OBJECTIVES: dict[str, ObjectiveDef] = {}
+
+
+def register_objective(obj: ObjectiveDef) -> ObjectiveDef:
+    """Add an objective to the registry (other packages may add their own)."""
+    OBJECTIVES[obj.name] = obj
+    return obj
+
+
+for _o in (
+    ObjectiveDef("top1_err", "%", "metric", "top1", "100 - top-1 accuracy"),
+    ObjectiveDef("params", "M", "cost", None, "parameter count"),
+    ObjectiveDef("macs", "M", "cost", None, "multiply-accumulates per image"),
+    ObjectiveDef("activations", "M", "cost", None, "sum of layer output sizes (CNAS)"),
+    ObjectiveDef("peak_activation", "M", "cost", None, "largest input+output of a single layer"),
+    ObjectiveDef("latency", "ms", "latency", None, "summed latency lookup table"),
+    ObjectiveDef("tiny_ml", "M (weighted)", "cost", None, "CNAS weighted penalty of params, MACs, activations"),
+    ObjectiveDef("avg_macs", "M", "metric", "avg_macs", "exit-weighted average MACs (early exit)"),
+    ObjectiveDef("top1_robust", "%", "metric", "top1_robust", "100 - robust top-1 (flatness)"),
+):
+    register_objective(_o)
+
+# constraint key -> (cost/metric name, scale to the unit used in penalties)
+CONSTRAINTS: dict[str, tuple[str, float]] = {
+    "params": ("params", MILLION),
+    "macs": ("macs", MILLION),
+    "activations": ("activations", MILLION),
+    "latency_ms": ("latency_ms", 1.0),
+    "avg_macs": ("avg_macs", MILLION),
+}
+
+LatencyFn = Callable[[Sequence[Mapping[str, Any]]], np.ndarray]
+_LATENCY_PROVIDER: list[Callable[[str, float], LatencyFn]] = []
+
+
+def set_latency_provider(factory: Callable[[str, float], LatencyFn]) -> None:
+    """Register ``factory(table_path, width_mult) -> fn(configs) -> ms array`` (the latency area plugs in here)."""
+    _LATENCY_PROVIDER[:] = [factory]
+
+
+def _latency_fn(path: str, width_mult: float) -> LatencyFn:
+    if not _LATENCY_PROVIDER:
+        try:  # the latency package registers its provider on import
+            import supernets.latency  # type: ignore[import-not-found]  # noqa: F401
+        except ImportError:
+            pass
+    if not _LATENCY_PROVIDER:
+        raise ValueError("latency_table: no latency model is installed (supernets.latency is missing)")
+    return _LATENCY_PROVIDER[0](path, width_mult)
+
+
+def n_classes_of(spec: JobSpec) -> int:
+    """Classes of the job's task: ``dataset.n_classes``, else 1000 for the ImageNet oracle, else the dataset's."""
+    if spec.dataset.n_classes:
+        return int(spec.dataset.n_classes)
+    if spec.evaluator.kind == "oracle":
+        return 1000
+    return DATASET_CLASSES[spec.dataset.name]
+
+
+def exact_costs(configs: Sequence[Mapping[str, Any]], width_mult: float, n_classes: int) -> dict[str, np.ndarray]:
+    """Exact params/MACs/activations/peak_activation (counts) of canonical configs, vectorised."""
+    from supernets import codec
+    from supernets.cost import cost_metrics
+
+    if len(configs) == 0:
+        return {k: np.zeros(0) for k in COST_KEYS}
+    arrays = codec.backbone_arrays(configs)
+    out = cost_metrics(arrays, width_mult=width_mult, n_classes=n_classes)
+    return {k: np.asarray(out[k], dtype=np.float64) for k in COST_KEYS}
+
+
+class Objectives:
+    """The objectives and constraints of one job, evaluated on configs and evaluator metrics.
+
+    ``f1`` is ``top1_err`` (%); ``f2`` (when two objectives) in the unit of the registry table above.
+    """
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.names = list(spec.objectives)
+        for n in self.names:
+            if n not in OBJECTIVES:
+                raise ValueError(f"objectives: {n!r} is not one of {sorted(OBJECTIVES)}")
+        self.n_obj = len(self.names)
+        self.mode = spec.constraint_mode
+        self.constraints = dict(spec.constraints)
+        self.factor = float(spec.penalty.factor)
+        self.weights = dict(spec.penalty.weights)
+        self.width_mult = float(spec.width_mult)
+        self.n_classes = n_classes_of(spec)
+        uses_latency = "latency" in self.names or "latency_ms" in self.constraints
+        self._latency: LatencyFn | None = None
+        if uses_latency:
+            if not spec.latency_table:
+                raise ValueError("latency_table: the latency objective/constraint needs a latency table path")
+            self._latency = _latency_fn(spec.latency_table, self.width_mult)
+        self.second = OBJECTIVES[self.names[1]] if self.n_obj == 2 else None
+        # objective values that come from the evaluator must be predicted before evaluation
+        self.predicted_metrics = [OBJECTIVES[n].metric for n in self.names if OBJECTIVES[n].source == "metric"]
+        self.constraint_keys = sorted(self.constraints)
+        self.n_constr = len(self.constraint_keys) if self.mode == "hard" else 0
+
+    # -- raw figures ----------------------------------------------------------------------------------
+    def costs(self, configs: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Exact costs (counts) plus ``latency_ms`` when a latency table is configured."""
+        out = exact_costs(configs, self.width_mult, self.n_classes)
+        if self._latency is not None:
+            out["latency_ms"] = np.asarray(self._latency(configs), dtype=np.float64)
+        return out
+
+    def costs_of_arrays(
+        self, arrays: Mapping[str, np.ndarray], configs: Callable[[], Sequence[Mapping[str, Any]]]
+    ) -> dict[str, np.ndarray]:
+        """:meth:`costs` from stacked backbone arrays (the inner loop's fast path); ``configs()`` for latency."""
+        from supernets.cost import cost_metrics
+
+        out = cost_metrics(dict(arrays), width_mult=self.width_mult, n_classes=self.n_classes)
+        res = {k: np.asarray(out[k], dtype=np.float64) for k in COST_KEYS}
+        if self._latency is not None:
+            res["latency_ms"] = np.asarray(self._latency(configs()), dtype=np.float64)
+        return res
+
+    def needs_metric_prediction(self) -> list[str]:
+        """Evaluator metrics (other than ``top1``) that objectives or constraints use (predicted in the loop)."""
+        names = [m for m in self.predicted_metrics if m and m != "top1"]
+        if "avg_macs" in self.constraints and "avg_macs" not in names:
+            names.append("avg_macs")
+        return names
+
+    def _figure(self, key: str, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        if key in costs:
+            return np.asarray(costs[key], dtype=np.float64)
+        if key in metrics:
+            return np.asarray(metrics[key], dtype=np.float64)
+        raise ValueError(f"constraints: no value for {key!r} (neither an exact cost nor an evaluator metric)")
+
+    # -- penalty / constraints -----------------------------------------------------------------------
+    def penalty(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``factor * sum_k w_k * max(0, c_k - max_k)`` over the constraints (millions / ms), penalty mode."""
+        n = len(next(iter(costs.values())))
+        out = np.zeros(n)
+        limits = dict(self.constraints)
+        if self.names[-1] == "tiny_ml":
+            for k in TINY_ML_KEYS:
+                limits.setdefault(k, TINY_ML_DEFAULT_MAX[k])
+        for k, vmax in limits.items():
+            src, scale = CONSTRAINTS[k]
+            c = self._figure(src, costs, metrics) / scale
+            w = self.weights.get(k, 1.0)
+            out += w * np.maximum(0.0, c - vmax / scale)
+        return self.factor * out
+
+    def constraint_values(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Hard-mode constraint matrix ``G`` (N, n_constr): ``c_k / max_k - 1``, feasible where all <= 0."""
+        n = len(next(iter(costs.values())))
+        g = np.zeros((n, len(self.constraint_keys)))
+        for j, k in enumerate(self.constraint_keys):
+            src, _ = CONSTRAINTS[k]
+            g[:, j] = self._figure(src, costs, metrics) / self.constraints[k] - 1.0
+        return g
+
+    def violation(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Total relative constraint violation (0 = feasible) whatever the mode."""
+        if not self.constraint_keys:
+            n = len(next(iter(costs.values())))
+            return np.zeros(n)
+        return np.maximum(self.constraint_values(costs, metrics), 0.0).sum(axis=1)
+
+    # -- objectives ----------------------------------------------------------------------------------
+    def second_objective(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        """f2 in its unit (see the table), including the penalty in penalty mode."""
+        assert self.second is not None
+        name = self.second.name
+        if name == "tiny_ml":
+            f2 = sum(self.weights.get(k, 1.0) * costs[k] / MILLION for k in TINY_ML_KEYS)
+            f2 = np.asarray(f2, dtype=np.float64)
+        elif name in COST_KEYS:
+            f2 = np.asarray(costs[name], dtype=np.float64) / MILLION
+        elif name == "latency":
+            f2 = np.asarray(costs["latency_ms"], dtype=np.float64)
+        elif name == "avg_macs":
+            f2 = np.asarray(metrics["avg_macs"], dtype=np.float64) / MILLION
+        elif name == "top1_robust":
+            f2 = 100.0 - np.asarray(metrics["top1_robust"], dtype=np.float64)
+        else:  # pragma: no cover - registry and this switch are kept together
+            raise ValueError(f"objectives: no rule for {name!r}")
+        if self.mode == "penalty" and (self.constraints or name == "tiny_ml"):
+            f2 = f2 + self.penalty(costs, metrics)
+        return f2
+
+    def evaluate(
+        self, top1: np.ndarray, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Objective matrix F (N, n_obj) and hard-mode constraints G (N, n_constr) from top-1 (%) and costs."""
+        f1 = 100.0 - np.asarray(top1, dtype=np.float64)
+        cols = [f1]
+        if self.n_obj == 2:
+            cols.append(self.second_objective(costs, metrics))
+        F = np.stack(cols, axis=1)
+        G = self.constraint_values(costs, metrics) if self.mode == "hard" else np.zeros((len(f1), 0))
+        return F, G
+
+    def reference_point(self, largest: Mapping[str, Any]) -> list[float]:
+        """Default HV reference point fixed before the search: 100 % error and f2 of the largest network.
+
+        Cost objectives grow with every choice of the space, so the largest config bounds them (the penalty is
+        left out: penalised violators fall outside the box, as they should).
+        """
+        ref = [100.0]
+        if self.second is None:
+            return ref
+        name = self.second.name
+        costs = self.costs([largest])
+        if name == "tiny_ml":
+            v = sum(self.weights.get(k, 1.0) * costs[k][0] / MILLION for k in TINY_ML_KEYS)
+        elif name in COST_KEYS:
+            v = costs[name][0] / MILLION
+        elif name == "latency":
+            v = costs["latency_ms"][0]
+        elif name == "avg_macs":
+            v = costs["macs"][0] / MILLION
+        else:  # top1_robust
+            v = 100.0
+        ref.append(float(v) * (1.0 if name == "top1_robust" else 1.01))
+        return ref

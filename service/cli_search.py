@@ -1,0 +1,155 @@
+"""``msunas search`` (one search in-process, seed-compatible output folder) and ``msunas select``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _load_engine(spec_path: str, resume: str | None) -> tuple[Any, Any]:
+    from search.engine import Engine
+    from search.io import iteration_of, read_stats, records_from_stats
+    from search.spec import load_spec
+
+    spec = load_spec(spec_path)
+    eng = Engine(spec)
+    if resume:
+        doc = read_stats(resume)
+        if isinstance(doc.get("engine"), dict):
+            eng.load_state_dict(doc["engine"])
+        else:  # a CNAS/MSuNAS file: its archive, re-scored for this spec
+            k = iteration_of(doc["_path"])
+            rows = [{"config": r["config"], "metrics": r["metrics"]} for r in records_from_stats(doc)]
+            eng.load_archive(rows, k)
+    return spec, eng
+
+
+def run_search(spec_path: str, out: Path, resume: str | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Run a whole search in-process with a rich progress display; returns ``Engine.result()``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search.evaluator import get_evaluator
+    from search.io import write_iteration
+
+    spec, eng = _load_engine(spec_path, resume)
+    evaluator = get_evaluator(spec)
+    console = Console(stderr=True, quiet=quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=1))
+    total = spec.n_doe + spec.iterations * spec.n_iter
+    done = sum(1 for _ in eng.archive)
+    f2_name = spec.objectives[1] if len(spec.objectives) > 1 else None
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"iter {eng.iteration}", total=total, completed=min(done, total), info="")
+        while eng.has_next():
+            k = eng.iteration
+            progress.update(task, description=f"iter {k}/{spec.iterations} proposing")
+            cands = eng.ask()
+            progress.update(task, description=f"iter {k}/{spec.iterations} evaluating")
+            results = []
+            for c in cands:
+                results.append(evaluator.evaluate(c))
+                progress.advance(task)
+            stats = eng.tell(results)
+            write_iteration(out, eng, stats, results)
+            front = eng.front()
+            best = min(front, key=lambda r: r["objectives"][0]) if front else None
+            info = f"HV {stats['hv']:.4f}  archive {stats['n_archive']}  failed {stats['n_failed']}"
+            if best is not None:
+                info += f"  best top1 {100 - best['objectives'][0]:.2f} %"
+            if f2_name and front:
+                info += f"  min {f2_name} {min(r['objectives'][1] for r in front):.3g}"
+            sur = stats.get("surrogate") or {}
+            if sur:
+                info += f"  surrogate {sur.get('winner')} tau {sur.get('tau', float('nan')):.2f}"
+            progress.update(task, info=info)
+            console.log(f"iteration {stats['iteration']}: {info}")
+        if eng.stop_reason:
+            console.log(f"stopped early: {eng.stop_reason}")
+    res: dict[str, Any] = eng.result()
+    return res
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``search`` and ``select`` to ``app``."""
+
+    @app.command()
+    def search(
+        spec: str = typer.Argument(..., help="job spec (YAML or JSON)"),
+        out: Path = typer.Option(..., "--out", help="output folder (iter_K.stats, iter_K/, failed/)"),
+        resume: str | None = typer.Option(None, "--resume", help="continue from DIR/iter_K.stats (ours or CNAS's)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
+    ) -> None:
+        """Run one search in-process and write the seed-compatible folder."""
+        res = run_search(spec, out, resume, quiet)
+        typer.echo(
+            json.dumps(
+                {"out": str(out), "n_archive": len(res["archive"]), "n_front": len(res["front"]), "hv": res["hv"]}
+            )
+        )
+
+    @app.command()
+    def select(
+        stats: str = typer.Argument(..., help="a search folder or its iter_K.stats (ours or CNAS's)"),
+        n: int = typer.Option(3, "-n", help="number of architectures"),
+        prefer: str | None = typer.Option(
+            None, "--prefer", help="METRIC (lowest), trade-off, or a preference point like top1#80+macs#150"
+        ),
+        n_exits: int | None = typer.Option(None, "--n-exits", help="keep early-exit nets with K exits"),
+        csv_path: Path | None = typer.Option(None, "--csv", help="write the selection as CSV"),
+        save: Path | None = typer.Option(None, "--save", help="write net_i.subnet/net_i.stats of the selection"),
+        width: float = typer.Option(1.0, "--width", help="width of a CNAS archive (for its exact costs)"),
+        n_classes: int = typer.Option(10, "--n-classes", help="classes of a CNAS archive (for its exact costs)"),
+    ) -> None:
+        """Pick architectures from a finished search (most accurate, lowest METRIC, trade-off, preference)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from search.io import add_exact_costs, read_stats, records_from_stats
+        from search.select import select as do_select
+        from search.select import to_rows, write_csv
+
+        doc = read_stats(stats)
+        records = records_from_stats(doc)
+        constraints: dict[str, float] = {}
+        eng = doc.get("engine")
+        if isinstance(eng, dict):
+            sp = eng.get("spec") or {}
+            constraints = dict(sp.get("constraints") or {})  # records also carry their feasible flag
+        else:
+            try:
+                add_exact_costs(records, width, n_classes)
+            except ImportError:
+                pass
+        chosen = do_select(records, n=n, prefer=prefer, n_exits=n_exits, constraints=constraints)
+        rows = to_rows(chosen)
+        table = Table(title=f"{len(chosen)} selected from {doc['_path']}")
+        shown = ("rank", "f1", "f2", "top1", "params", "macs", "activations", "n_exits")
+        cols = [c for c in shown if rows and c in rows[0]]
+        for c in cols + ["d", "r"]:
+            table.add_column(c)
+        for row, rec in zip(rows, chosen, strict=True):
+            vals = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+            table.add_row(*vals, str(rec["config"]["d"]), str(rec["config"]["r"]))
+        Console().print(table)
+        if not chosen:
+            typer.echo("no architecture matches (failed, infeasible or filtered out)", err=True)
+        if csv_path is not None:
+            write_csv(chosen, csv_path)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            for i, r in enumerate(chosen):
+                (save / f"net_{i}.subnet").write_text(json.dumps(r["config"]))
+                (save / f"net_{i}.stats").write_text(json.dumps({k: r.get(k) for k in ("metrics", "objectives")}))

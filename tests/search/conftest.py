@@ -1,0 +1,61 @@
+"""Fixtures of the search tests: an oracle predictor file (the real one, or a seeded one of the same format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_data_dir
+
+SHAPES = {
+    "0.weight": (400, 128),
+    "0.bias": (400,),
+    "2.weight": (400, 400),
+    "2.bias": (400,),
+    "4.weight": (400, 400),
+    "4.bias": (400,),
+    "6.weight": (1, 400),
+    "6.bias": (1,),
+}
+
+
+def write_random_oracle(path: Path, seed: int = 0) -> Path:
+    """An .npz in once-for-all's predictor format with seeded random weights (top-1 around 0.8)."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()
+    }
+    arrays["6.bias"] = np.array([0.8], dtype=np.float32)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="session")
+def oracle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real once-for-all predictor when ../shared/data is there, else a seeded file of the same format."""
+    real = shared_data_dir() / "ofa_imagenet_predictor" / "acc_predictor.npz"
+    if real.is_file():
+        return real
+    return write_random_oracle(tmp_path_factory.mktemp("oracle") / "acc_predictor.npz")
+
+
+def small_spec(oracle: Path, **kw: Any) -> dict[str, Any]:
+    """A fast oracle job spec (w1.2, r160..224, tiny budgets)."""
+    engine = {"pop_size": 16, "n_gen": 4, "cv_folds": 3, **kw.pop("engine", {})}
+    spec: dict[str, Any] = {
+        "width_mult": 1.2,
+        "resolution": [160, 224],
+        "evaluator": {"kind": "oracle", "path": str(oracle)},
+        "objectives": ["top1_err", "macs"],
+        "predictor": "rbf",
+        "n_doe": 12,
+        "n_iter": 3,
+        "iterations": 4,
+        "seed": 3,
+        "engine": engine,
+    }
+    spec.update(kw)
+    return spec
