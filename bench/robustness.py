@@ -41,6 +41,12 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _spearman_p(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).pvalue)
+
+
 def _kendall(a: list[float], b: list[float]) -> float:
     from scipy.stats import kendalltau
 
@@ -65,7 +71,7 @@ def run_search(quick: bool) -> dict[str, Any]:
     from search.evaluator import get_evaluator
     from search.spec import load_spec
 
-    n_img = 60 if quick else 150
+    n_img = 60 if quick else 100
     spec = load_spec(
         {
             "dataset": {"name": "digits"},
@@ -147,10 +153,10 @@ def run_own(quick: bool) -> dict[str, Any]:
 
     xtr, ytr = to_t(big[tr]), torch.from_numpy(d.target[tr])
     val = (to_t(big[va]), torch.from_numpy(d.target[va]))
-    n_img = 60 if quick else 150
+    n_img = 60 if quick else 100
     rng = np.random.default_rng(0)
     rows = []
-    n_cand = 4 if quick else 12
+    n_cand = 4 if quick else 10
     t_all = time.perf_counter()
     for k in range(n_cand):
         torch.manual_seed(k)
@@ -235,6 +241,8 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         },
         "rank_correlation": {
             "spearman_R_vs_corruption_acc": _spearman(r, ca),
+            "spearman_R_vs_corruption_acc_pvalue": _spearman_p(r, ca),
+            "spearman_loss_increase_vs_corruption_acc": _spearman([x["loss_increase"] for x in rows], ca),
             "kendall_R_vs_corruption_acc": _kendall(r, ca),
             "spearman_top1_vs_corruption_acc": _spearman(t1, ca),
             "spearman_R_vs_top1": _spearman(r, t1),
