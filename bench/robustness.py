@@ -67,7 +67,6 @@ def _machine() -> dict[str, Any]:
 def run_search(quick: bool) -> dict[str, Any]:
     """A small real search on digits with top1_robust; every candidate gets R and corruption metrics."""
     from search.engine import Engine
-
     from search.evaluator import get_evaluator
     from search.spec import load_spec
 
@@ -261,11 +260,11 @@ def main() -> None:
     torch.set_num_threads(1)
     run: dict[str, Any] | None = None
     if not args.own:
-        try:
-            import search.engine  # noqa: F401
-            import search.evaluators.supernet  # noqa: F401
-        except ImportError as e:
-            print(f"engine/supernet evaluator not installed ({e}); training own subnets", file=sys.stderr)
+        import importlib.util
+
+        missing = [m for m in ("search.engine", "search.evaluators.supernet") if importlib.util.find_spec(m) is None]
+        if missing:
+            print(f"{', '.join(missing)} not installed; training own subnets", file=sys.stderr)
         else:
             run = run_search(args.quick)
     if run is None:
