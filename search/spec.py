@@ -38,7 +38,12 @@ class DatasetSpec(_Strict):
 
     name: Literal["cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits"] = "digits"
     root: str | None = None
-    vld_size: int = Field(default=5000, ge=1)
+    vld_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="validation images carved from the training set (fixed seed); default 5000, or a fifth of the"
+        " training set when it has fewer than 25,000 images (digits: 300)",
+    )
     n_classes: int | None = Field(default=None, ge=2, description="default: the dataset's own")
 
     @model_validator(mode="after")
@@ -55,7 +60,12 @@ class SupernetSpec(_Strict):
 
 
 class SupernetEvaluatorSpec(_Strict):
-    """True evaluation: inherit weights from the supernet, recalibrate BN, fine-tune, validate."""
+    """True evaluation: inherit weights from the supernet, recalibrate BN, fine-tune, validate.
+
+    ``train_images`` caps the images seen per fine-tuning epoch (a fresh seeded draw each epoch; None: the
+    whole training split); ``channels_last`` runs the subnet in channels-last memory format (faster on CPU:
+    see docs/evaluation.md).
+    """
 
     kind: Literal["supernet"] = "supernet"
     n_epochs: int = Field(default=5, ge=0)
@@ -66,6 +76,9 @@ class SupernetEvaluatorSpec(_Strict):
     bn_calib_images: int = Field(default=2000, ge=0)
     device: str = "cpu"
     num_workers: int = Field(default=0, ge=0)
+    train_images: int | None = Field(default=None, ge=1)
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
+    channels_last: bool = True
 
 
 class OracleEvaluatorSpec(_Strict):

@@ -1,0 +1,142 @@
+"""``msunas export`` and ``msunas supernet train`` through the CLI entry point (exit codes, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.cli import main
+from supernets.export import load_torch_export
+from supernets.ofa_supernet import build_supernet
+
+CFG = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 4, 2, 2], "r": 32}
+
+
+def _run(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    return int(e.value.code or 0)
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("sn") / "ofa_mbv3_d234_e346_k357_w1.0"
+    torch.save({"state_dict": build_supernet(1.0, 10, seed=0).state_dict()}, p)
+    return p
+
+
+def test_export_onnx_with_bn_recalibration(supernet_file: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cfg_file = tmp_path / "net.subnet"
+    cfg_file.write_text(json.dumps(CFG))
+    out = tmp_path / "net.onnx"
+    rc = _run(
+        [
+            "export",
+            "--config",
+            str(cfg_file),
+            "--supernet",
+            str(supernet_file),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--dataset",
+            "digits",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "exported onnx to" in text and "validation top-1" in text
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"input": np.zeros((2, 3, 32, 32), np.float32)})[0]
+    assert y.shape == (2, 10) and np.isfinite(y).all()
+
+
+def test_export_torch(supernet_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "net.pt"
+    assert (
+        _run(
+            [
+                "export",
+                "--config",
+                json.dumps(CFG),
+                "--supernet",
+                str(supernet_file),
+                "--format",
+                "torch",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    net, cfg = load_torch_export(out)
+    assert cfg["d"] == CFG["d"] and net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--config", "{not json", "--format", "onnx"], "--config: not valid JSON"),
+        (["--config", "/no/such.json", "--format", "onnx"], "neither a JSON object nor an existing file"),
+        (["--config", json.dumps(CFG), "--format", "tflite"], "--format: expected one of ['onnx', 'torch']"),
+        (["--config", json.dumps({**CFG, "d": [9] * 5}), "--format", "onnx"], "d[0]: 9 is not one of [2, 3, 4]"),
+    ],
+)
+def test_export_errors_are_one_line(supernet_file: Path, tmp_path: Path, capsys, args: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
+    rc = _run(["export", *args, "--supernet", str(supernet_file), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("msunas: error: ") and needle in err and err.count("\n") == 1
+
+
+def test_supernet_train_cli_and_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "sn.pth"
+    base = [
+        "supernet",
+        "train",
+        "--dataset",
+        "digits",
+        "--out",
+        str(out),
+        "--vld-size",
+        "16",
+        "--resolution",
+        "32",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--train-images",
+        "8",
+        "--n-random",
+        "0",
+        "--no-progress",
+    ]
+    assert _run(base) == 0
+    assert "supernet written to" in capsys.readouterr().out and out.is_file()
+    assert _run(base) == 2
+    assert "exists; pass --resume" in capsys.readouterr().err
+    assert _run([*base[:-1], "--resume"]) == 0  # already finished: nothing to do
+    assert (
+        _run(
+            [
+                "supernet",
+                "train",
+                "--dataset",
+                "cifar10",
+                "--root",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "c.pth"),
+            ]
+        )
+        == 2
+    )
+    assert "root folder not found" in capsys.readouterr().err
