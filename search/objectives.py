@@ -10,7 +10,7 @@ name               value                                   unit         source
 ``macs``           multiply-accumulates of one image       millions     exact cost model
 ``activations``    CNAS activations (sum of layer outputs) millions     exact cost model
 ``peak_activation`` largest input+output of one layer      millions     exact cost model
-``latency``        summed latency lookup table             ms           latency table
+``latency``        latency lookup table prediction         ms           ``supernets.latency``
 ``tiny_ml``        CNAS's weighted penalty (below)         M-weighted   exact cost model
 ``avg_macs``       exit-weighted average MACs              millions     evaluator (``avg_macs``)
 ``top1_robust``    FlatNAS: alpha*top1_err+alpha_norm*     %            evaluator (``top1``, ``robustness``)
@@ -108,19 +108,25 @@ _LATENCY_PROVIDER: list[Callable[[str, float], LatencyFn]] = []
 
 
 def set_latency_provider(factory: Callable[[str, float], LatencyFn]) -> None:
-    """Register ``factory(table_path, width_mult) -> fn(configs) -> ms array`` (the latency area plugs in here)."""
+    """Override the latency model: ``factory(table_path, width_mult) -> fn(configs or arrays) -> ms array``."""
     _LATENCY_PROVIDER[:] = [factory]
 
 
 def _latency_fn(path: str, width_mult: float) -> LatencyFn:
-    if not _LATENCY_PROVIDER:
-        try:  # the latency package registers its provider on import
-            import supernets.latency  # type: ignore[import-not-found]  # noqa: F401
-        except ImportError:
-            pass
-    if not _LATENCY_PROVIDER:
-        raise ValueError("latency_table: no latency model is installed (supernets.latency is missing)")
-    return _LATENCY_PROVIDER[0](path, width_mult)
+    """Latency predictor of a table: a registered provider, else ``supernets.latency.LatencyTable``."""
+    if _LATENCY_PROVIDER:
+        return _LATENCY_PROVIDER[0](path, width_mult)
+    from supernets.latency import LatencyTable
+
+    try:
+        table = LatencyTable.load(path, width_mult=width_mult)
+    except FileNotFoundError as e:
+        raise ValueError(f"latency_table: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"latency_table: {e}") from None
+    if table.width_mult != width_mult:
+        raise ValueError(f"latency_table: {path} is a width {table.width_mult} table, the job has {width_mult}")
+    return table.predict  # type: ignore[no-any-return]
 
 
 def n_classes_of(spec: JobSpec) -> int:
@@ -194,8 +200,8 @@ class Objectives:
 
         out = cost_metrics(dict(arrays), width_mult=self.width_mult, n_classes=self.n_classes)
         res = {k: np.asarray(out[k], dtype=np.float64) for k in COST_KEYS}
-        if self._latency is not None:
-            res["latency_ms"] = np.asarray(self._latency(configs()), dtype=np.float64)
+        if self._latency is not None:  # the latency table takes stacked arrays too
+            res["latency_ms"] = np.asarray(self._latency(dict(arrays)), dtype=np.float64)  # type: ignore[arg-type]
         return res
 
     def needs_metric_prediction(self) -> list[str]:
