@@ -97,18 +97,9 @@ def run_task(task: tuple[str, int, str, int]) -> dict[str, Any]:
         if model == "as":
             winners.append(m.winner_)
     taus = [p["tau"] for p in per]
-    return {
-        "dataset": ds_name,
-        "n": n,
-        "model": model,
-        "tau": float(np.mean(taus)),
-        "tau_std": float(np.std(taus)),
-        "rho": float(np.mean([p["rho"] for p in per])),
-        "rmse": float(np.mean([p["rmse"] for p in per])),
-        "taus": taus,
-        "fit_cpu_s_mean": float(np.mean(fit_s)),
-        "winners": winners,
-    }
+    return {"dataset": ds_name, "n": n, "model": model, "tau": float(np.mean(taus)), "tau_std": float(np.std(taus)),
+            "rho": float(np.mean([p["rho"] for p in per])), "rmse": float(np.mean([p["rmse"] for p in per])),
+            "taus": taus, "fit_cpu_s_mean": float(np.mean(fit_s)), "winners": winners}
 
 
 _CACHE: dict[str, Any] = {}
@@ -141,12 +132,8 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, float]]:
                 m.predict(Q)
                 pw.append(time.perf_counter() - t0)
                 pc.append(time.process_time() - c0)
-        out[name] = {
-            "fit300_wall_s": min(fw),
-            "fit300_cpu_s": min(fc),
-            "predict10k_wall_s": min(pw),
-            "predict10k_cpu_s": min(pc),
-        }
+        out[name] = {"fit300_wall_s": min(fw), "fit300_cpu_s": min(fc), "predict10k_wall_s": min(pw),
+                     "predict10k_cpu_s": min(pc)}
         print(f"timing {name}: {out[name]}", flush=True)
     return out
 
@@ -160,13 +147,8 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_start": os.getloadavg(),
-    }
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "loadavg_start": os.getloadavg()}
 
 
 def checks(results: list[dict[str, Any]], times: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -179,12 +161,8 @@ def checks(results: list[dict[str, Any]], times: dict[str, dict[str, float]]) ->
             continue
         best_member = max(tab[(ds, n, m)] for m in AS_MEMBERS if (ds, n, m) in tab)
         best_single = max(tab[(ds, n, m)] for m in OURS if m != "as" and (ds, n, m) in tab)
-        as_gap[f"{ds}/n={n}"] = {
-            "as": tab[(ds, n, "as")],
-            "best_member": best_member,
-            "best_single": best_single,
-            "as_minus_best_member": tab[(ds, n, "as")] - best_member,
-        }
+        as_gap[f"{ds}/n={n}"] = {"as": tab[(ds, n, "as")], "best_member": best_member, "best_single": best_single,
+                                 "as_minus_best_member": tab[(ds, n, "as")] - best_member}
     gain = {}
     for ds in ("cifar10_run1", "cifar10_run2"):
         if (ds, 100, "cnas_rbf") not in tab:
@@ -206,21 +184,11 @@ def markdown(res: dict[str, Any]) -> str:
     results, times = res["results"], res["timing"]
     dsets = ["imagenet", "cifar10_run1", "cifar10_run2"]
     tab = {(r["dataset"], r["n"], r["model"]): r for r in results}
-    head = (
-        "| model | "
-        + " | ".join(
-            f"{ds.replace('cifar10_', 'C10 ').replace('imagenet', 'ImageNet')} n={n}" for ds in dsets for n in NS
-        )
-        + " | fit n=300 (s) | predict 10k (s) |"
-    )
-    lines = [
-        f"Held-out Kendall tau, mean over {res['settings']['splits']} random splits (train n, test on the rest); "
-        f"{res['machine']['cpu']}, {res['date']}. Times: CPU seconds, one thread (wall under the shared "
-        f"machine's load in the JSON).",
-        "",
-        head,
-        "|" + "---|" * (len(dsets) * len(NS) + 3),
-    ]
+    head = "| model | " + " | ".join(f"{ds.replace('cifar10_', 'C10 ').replace('imagenet', 'ImageNet')} n={n}"
+                                     for ds in dsets for n in NS) + " | fit n=300 (s) | predict 10k (s) |"
+    lines = [f"Held-out Kendall tau, mean over {res['settings']['splits']} random splits (train n, test on the rest); "
+             f"{res['machine']['cpu']}, {res['date']}. Times: CPU seconds, one thread (wall under the shared "
+             f"machine's load in the JSON).", "", head, "|" + "---|" * (len(dsets) * len(NS) + 3)]
     for m in OURS + BASELINES:
         cells = []
         for ds in dsets:
@@ -256,36 +224,24 @@ def main() -> None:
     dsets = list(load_datasets_cached())
     # slow models first so the pool's tail is short
     order = {"as": 0, "cnas_mlp": 1, "cnas_carts": 2, "gp": 3, "mlp": 4}
-    tasks = sorted(
-        ((ds, n, m, args.splits) for ds in dsets for n in ns for m in models), key=lambda t: (order.get(t[2], 9), -t[1])
-    )
+    tasks = sorted(((ds, n, m, args.splits) for ds in dsets for n in ns for m in models),
+                   key=lambda t: (order.get(t[2], 9), -t[1]))
     results: list[dict[str, Any]] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with mp.get_context("fork").Pool(args.jobs) as pool:
         for r in pool.imap_unordered(run_task, tasks):
             results.append(r)
-            print(
-                f"{r['dataset']:>13} n={r['n']:<3} {r['model']:<10} tau={r['tau']:.3f} ({time.time() - started:.0f}s)",
-                flush=True,
-            )
+            print(f"{r['dataset']:>13} n={r['n']:<3} {r['model']:<10} tau={r['tau']:.3f} ({time.time() - started:.0f}s)",
+                  flush=True)
             out.with_suffix(".partial.json").write_text(json.dumps(results))
     times = timing(models)
     info["loadavg_end"] = os.getloadavg()
-    res = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "settings": {
-            "splits": args.splits,
-            "ns": ns,
-            "threads": 1,
-            "jobs": args.jobs,
-            "datasets": {k: len(v[1]) for k, v in load_datasets_cached().items()},
-        },
-        "results": sorted(results, key=lambda r: (r["dataset"], r["n"], r["model"])),
-        "timing": times,
-        "elapsed_s": time.time() - started,
-    }
+    res = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": info,
+           "settings": {"splits": args.splits, "ns": ns, "threads": 1, "jobs": args.jobs,
+                        "datasets": {k: len(v[1]) for k, v in load_datasets_cached().items()}},
+           "results": sorted(results, key=lambda r: (r["dataset"], r["n"], r["model"])), "timing": times,
+           "elapsed_s": time.time() - started}
     res["checks"] = checks(res["results"], times)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
