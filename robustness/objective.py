@@ -42,7 +42,7 @@ def check_alpha(alpha: float) -> float:
 
 
 def estimate_alpha_norm(top1_err: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray) -> float:
-    """``mean(top1_err) / mean(R)`` over the finite pairs; 1.0 when there are none or ``mean(R) == 0``.
+    """``mean(top1_err) / mean(R)`` over the finite pairs; 1.0 when there are none, ``mean(R) == 0`` or it overflows.
 
     With ``mean(R) == 0`` every R is 0 (R >= 0), so the R term vanishes whatever ``alpha_norm`` is; 1.0 is
     a neutral finite choice that keeps the objective finite.
@@ -57,7 +57,8 @@ def estimate_alpha_norm(top1_err: Sequence[float] | np.ndarray, r: Sequence[floa
     mean_r = float(rr[ok].mean())
     if mean_r <= 0.0:
         return 1.0
-    return float(e[ok].mean()) / mean_r
+    ratio = float(e[ok].mean()) / mean_r
+    return ratio if np.isfinite(ratio) else 1.0  # mean(R) so tiny the ratio overflows: R is zero in effect
 
 
 def top1_robust(
