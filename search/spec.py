@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustness.spec import RobustnessSpec
+
 SECOND_OBJECTIVES = (
     "params",
     "macs",
@@ -169,6 +171,7 @@ class JobSpec(_Strict):
     n_doe: int = Field(default=100, ge=2)
     n_iter: int = Field(default=8, ge=1)
     iterations: int = Field(default=30, ge=0)
+    robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
     engine: EngineSpec = Field(default_factory=EngineSpec)
