@@ -59,11 +59,12 @@ def _minimised(record: Mapping[str, Any], name: str) -> float:
 
 
 def n_exits_of(config: Mapping[str, Any]) -> int | None:
-    """Number of early exits of a config (``t`` < 1 or ``b`` = 1 after stages 1-4); None without exit genes."""
+    """Exits of an early-exit config including the final classifier (CNAS's ``--n_exits`` convention: early exits
+    are ``t`` < 1 or ``b`` = 1 after stages 1-4, plus one); None for a config without exit genes."""
     if "t" in config:
-        return int(sum(float(t) < 1.0 for t in config["t"]))
+        return int(sum(float(t) < 1.0 for t in config["t"])) + 1
     if "b" in config:
-        return int(sum(int(b) == 1 for b in config["b"]))
+        return int(sum(int(b) == 1 for b in config["b"])) + 1
     return None
 
 

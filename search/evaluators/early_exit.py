@@ -1,8 +1,7 @@
 """True evaluation of early-exit candidates (``search_space: eemobilenetv3``, ``evaluator.kind: supernet``).
 
-The ``supernet`` evaluator kind hands eemobilenetv3 jobs to :class:`EarlyExitEvaluator` (this module wraps the
-registered ``supernet`` factory: other jobs go to it unchanged). The early-exit evaluator reuses the supernet
-evaluator's data, supernet, BN calibration batches and seeded epochs, and per candidate:
+The ``supernet`` evaluator kind hands eemobilenetv3 jobs to :class:`EarlyExitEvaluator`, which reuses the
+supernet evaluator's data, supernet, BN calibration batches and seeded epochs, and per candidate:
 
 1. extracts the backbone subnet with inherited weights and recalibrates its BN statistics;
 2. attaches the exit heads (:class:`early_exit.network.EarlyExitNet`) and trains backbone and exits jointly for
@@ -27,18 +26,10 @@ import torch
 
 from early_exit.evaluate import EarlyExitSettings, present_loss_weights, score_exits
 from early_exit.network import EarlyExitNet, exits_of, predict_exits, train_joint
-from search.evaluator import _REGISTRY, Evaluator, register_evaluator
+from search.evaluators.supernet import SupernetEvaluator
 from supernets import codec
-
-try:
-    from search.evaluators.supernet import SupernetEvaluator
-    from supernets.finetune import recalibrate_bn
-    from supernets.ofa_supernet import extract_subnet
-except ModuleNotFoundError as _e:  # the supernet evaluator has not landed: there is nothing to extend yet
-    if _e.name not in ("search.evaluators.supernet", "supernets.finetune", "supernets.ofa_supernet"):
-        raise
-    # search/evaluators/__init__.py skips a module that "has not landed": report this one as such
-    raise ModuleNotFoundError(f"early-exit evaluator needs {_e.name}", name=__name__) from _e
+from supernets.finetune import recalibrate_bn
+from supernets.ofa_supernet import extract_subnet
 
 if TYPE_CHECKING:
     from search.spec import JobSpec
@@ -119,14 +110,3 @@ class EarlyExitEvaluator(SupernetEvaluator):
         metrics.update(costs)
         metrics["params_ee"] = float(sum(p.numel() for p in net.parameters()))
         return metrics
-
-
-_supernet_factory = _REGISTRY["supernet"]  # registered by search.evaluators.supernet on import (above)
-
-
-@register_evaluator("supernet")
-def _factory(job: JobSpec) -> Evaluator:
-    """``kind: supernet``: early-exit jobs get :class:`EarlyExitEvaluator`, the others the supernet evaluator."""
-    if job.search_space == "eemobilenetv3":
-        return EarlyExitEvaluator(job)
-    return _supernet_factory(job)

@@ -234,4 +234,8 @@ def _cl(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 @register_evaluator("supernet")
 def _factory(job: JobSpec) -> Evaluator:
+    if job.search_space == "eemobilenetv3":  # backbone + exit heads, trained jointly
+        from search.evaluators.early_exit import EarlyExitEvaluator
+
+        return EarlyExitEvaluator(job)
     return SupernetEvaluator(job)
