@@ -238,6 +238,7 @@ def main() -> None:
                 "batch_size": 64,
                 "train_images": 512,
                 "bn_calib_images": 512,
+                "channels_last": True,
             },
         }
     )

@@ -1,4 +1,4 @@
-"""``msunas search`` (one search in-process, seed-compatible output folder) and ``msunas select``."""
+"""``msunas search`` (one search in-process, seed-compatible output folder), ``select`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,22 @@ def register(app: typer.Typer) -> None:
                 {"out": str(out), "n_archive": len(res["archive"]), "n_front": len(res["front"]), "hv": res["hv"]}
             )
         )
+
+    @app.command()
+    def plot(
+        source: str = typer.Argument(..., help="a search folder or its iter_K.stats (ours or CNAS's)"),
+        out: Path = typer.Option(Path("front.png"), "--out", help="PNG to write"),
+    ) -> None:
+        """Plot the archive, its Pareto front and the HV history of a search as a PNG."""
+        from search.io import read_stats, records_from_stats
+        from search.plot import plot_search
+
+        doc = read_stats(source)
+        eng = doc.get("engine") if isinstance(doc.get("engine"), dict) else {}
+        objectives = doc.get("objectives") or ["top1_err", "f2"]
+        history = eng.get("history") or []
+        png = plot_search(records_from_stats(doc), out, objectives=objectives, history=history, title=str(doc["_path"]))
+        typer.echo(str(png))
 
     @app.command()
     def select(

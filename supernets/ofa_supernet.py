@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from supernets import codec
 KS_LIST = [3, 5, 7]
 EXPAND_LIST = [3, 4, 6]
 DEPTH_LIST = [2, 3, 4]
+_EXTRACT_LOCK = threading.Lock()
 CLASSIFIER_KEYS = ("classifier.linear.weight", "classifier.linear.bias")
 
 
@@ -160,7 +162,12 @@ def set_active(supernet: nn.Module, config: Mapping[str, Any]) -> None:
 
 @contextmanager
 def _no_param_init() -> Any:
-    """Skip the random initialisation of layers built only to receive copied weights (extraction speed)."""
+    """Skip the random initialisation of layers built only to receive copied weights (extraction speed).
+
+    It patches ``reset_parameters`` of Conv2d/Linear/BatchNorm2d for the duration, process-wide: extractions are
+    serialised by a lock, and no other thread should build layers meanwhile (evaluators run one candidate at a
+    time per process).
+    """
     classes: list[Any] = [nn.Conv2d, nn.Linear, nn.BatchNorm2d]
     originals = {c: c.reset_parameters for c in classes}
     try:
@@ -182,7 +189,7 @@ def extract_subnet(supernet: nn.Module, config: Mapping[str, Any], *, fast: bool
     set_active(supernet, config)
     if not fast:
         return supernet.get_active_subnet(preserve_weight=True)  # type: ignore[operator, no-any-return]
-    with _no_param_init():
+    with _EXTRACT_LOCK, _no_param_init():
         sub = supernet.get_active_subnet(preserve_weight=True)  # type: ignore[operator]
     return sub  # type: ignore[no-any-return]
 

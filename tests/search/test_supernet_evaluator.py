@@ -52,6 +52,12 @@ def test_same_seed_gives_identical_metrics(digits, supernet) -> None:  # type: i
     assert a.metrics["train_images"] == 64 and a.metrics["train_steps"] == 2
     for k in ("time_extract", "time_bn", "time_train", "time_valid"):
         assert a.metrics[k] > 0
+    # exact costs from the cost model: the parameter count equals the extracted subnet's own
+    from supernets.ofa_supernet import extract_subnet
+
+    sub = extract_subnet(supernet, SupernetEvaluator(_job(), supernet=supernet, data=digits).space.validate(cfg))
+    assert a.metrics["params"] == sum(p.numel() for p in sub.parameters())
+    assert a.metrics["macs"] > 0 and a.metrics["activations"] > 0 and a.metrics["peak_activation"] > 0
     # evaluation never changes the supernet's weights
     assert all(torch.equal(v, supernet.state_dict()[k]) for k, v in before.items())
 

@@ -1,0 +1,88 @@
+"""Fixtures of the service tests: a migrated database on SQLite (always) and PostgreSQL (when
+``MSUNAS_TEST_POSTGRES_URL`` is set; a fresh database per test, dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import db as dbmod
+
+PG_URL = os.environ.get("MSUNAS_TEST_POSTGRES_URL")
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    assert PG_URL is not None
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A brand-new empty database URL of ``backend``; dropped after use (Postgres)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'msunas.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("MSUNAS_TEST_POSTGRES_URL is not set (PostgreSQL tests skipped)")
+    name = f"msunas_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no tables)."""
+    yield from fresh_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database migrated to the head revision."""
+    for url in fresh_url(request.param, tmp_path):
+        dbmod.upgrade(url)
+        yield url
+
+
+def write_predictor(path: Path, seed: int = 0) -> Path:
+    """A real predictor file of the once-for-all format (MLP 128->400->400->400->1) with seeded weights."""
+    rng = np.random.default_rng(seed)
+    shapes = {"0": (400, 128), "2": (400, 400), "4": (400, 400), "6": (1, 400)}
+    arrays = {}
+    for k, (o, i) in shapes.items():
+        arrays[f"{k}.weight"] = (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+        arrays[f"{k}.bias"] = (rng.standard_normal(o) * 0.01).astype(np.float32)
+    arrays["6.bias"] = np.array([0.78], dtype=np.float32)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def predictor_file(tmp_path: Path) -> Path:
+    """A seeded random-weight oracle predictor file (real .npz of the real format)."""
+    return write_predictor(tmp_path / "acc_predictor.npz")
+
+
+@pytest.fixture
+def engine_ready() -> None:
+    """Skip (naming what is missing) when the search engine or its surrogates are not in this checkout."""
+    import importlib.util
+
+    if importlib.util.find_spec("search.engine") is None:
+        pytest.skip("needs search/engine.py (helper engine) to run jobs")
+    import acc_predictor
+
+    if importlib.util.find_spec("search.surrogate") is not None and not hasattr(acc_predictor, "get_predictor"):
+        pytest.skip("the engine's surrogates need acc_predictor.get_predictor (helper pred)")

@@ -1,0 +1,146 @@
+"""REST API without workers: auth, ownership (404), problem+json errors naming the field, idempotency,
+pagination, path confinement, body limit, schema refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import repository as repo
+from service.api import create_app
+from service.db import Database, SchemaOutdatedError
+from service.settings import Settings
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path, predictor_file: Path):
+    settings = Settings(db_url=db_url, data_roots=[tmp_path], max_body_bytes=20_000)
+    app = create_app(settings)
+    db: Database = app.state.db
+    _, alice = repo.create_token(db, "alice")
+    _, bob = repo.create_token(db, "bob")
+    with TestClient(app) as client:
+        yield client, {"Authorization": f"Bearer {alice}"}, {"Authorization": f"Bearer {bob}"}, predictor_file
+    db.dispose()
+
+
+def _spec(pred: Path, **kw):
+    return {"evaluator": {"kind": "oracle", "path": str(pred)}, "n_doe": 10, "n_iter": 4, "iterations": 2, **kw}
+
+
+def _problem(r, status: int, field: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if field is not None:
+        assert body["field"] == field, body
+    return body
+
+
+def test_healthz_and_openapi(api) -> None:
+    client, *_ = api
+    assert client.get("/healthz").json()["status"] == "ok"
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/jobs/{job_id}/resume", "/jobs/{job_id}/archive",
+              "/jobs/{job_id}/iterations", "/jobs/{job_id}/iterations/{k}", "/jobs/{job_id}/select",
+              "/jobs/{job_id}/archs/{arch_id}/export"):
+        assert p in paths
+    assert client.get("/docs").status_code == 200
+
+
+def test_auth_required(api) -> None:
+    client, alice, _, pred = api
+    _problem(client.get("/jobs"), 401, "Authorization")
+    _problem(client.get("/jobs", headers={"Authorization": "Bearer nope"}), 401, "Authorization")
+    _problem(client.post("/jobs", json=_spec(pred)), 401)
+
+
+def test_submit_get_and_ownership(api) -> None:
+    client, alice, bob, pred = api
+    r = client.post("/jobs", json=_spec(pred), headers=alice)
+    assert r.status_code == 202, r.text
+    jid = r.json()["id"]
+    assert r.headers["location"] == f"/jobs/{jid}"
+    j = client.get(f"/jobs/{jid}", headers=alice).json()
+    assert j["state"] == "queued" and j["progress"]["iteration"] == -1 and j["hv_history"] == []
+    for method, path in (("GET", f"/jobs/{jid}"), ("POST", f"/jobs/{jid}/cancel"), ("GET", f"/jobs/{jid}/archive"),
+                         ("GET", f"/jobs/{jid}/iterations"), ("POST", f"/jobs/{jid}/resume"),
+                         ("GET", f"/jobs/{jid}/archs/1/export")):
+        _problem(client.request(method, path, headers=bob), 404)
+    assert client.get("/jobs", headers=bob).json()["items"] == []
+    _problem(client.get("/jobs/999999", headers=alice), 404)
+    _problem(client.get("/jobs/0", headers=alice), 422, "job_id")
+    _problem(client.get("/jobs/99999999999999999999999", headers=alice), 422, "job_id")
+
+
+def test_validation_errors_name_the_field(api) -> None:
+    client, alice, _, pred = api
+    _problem(client.post("/jobs", json=_spec(pred, n_doe=1), headers=alice), 422, "n_doe")
+    _problem(client.post("/jobs", json=_spec(pred, bogus=1), headers=alice), 422, "bogus")
+    _problem(client.post("/jobs", json={"evaluator": {"kind": "oracle"}}, headers=alice), 422, "evaluator.path")
+    b = _problem(client.post("/jobs", json=_spec(pred, dataset={"name": "cifar10"}), headers=alice), 422, "dataset")
+    assert "root" in b["detail"]
+    _problem(client.post("/jobs", content=b"{not json", headers={**alice, "content-type": "application/json"}), 422)
+    _problem(client.post("/jobs", json=_spec(pred, iterations=10**9), headers=alice), 422, "iterations")
+    _problem(client.get("/jobs?state=bogus", headers=alice), 422, "state")
+    _problem(client.get("/jobs?cursor=%%%", headers=alice), 422, "cursor")
+
+
+def test_server_paths_confined_to_data_roots(api, tmp_path: Path) -> None:
+    client, alice, _, pred = api
+    b = _problem(client.post("/jobs", json=_spec(Path("/etc/passwd")), headers=alice), 422, "evaluator.path")
+    assert "data roots" in b["detail"]
+    escape = tmp_path / ".." / "x.npz"
+    _problem(client.post("/jobs", json=_spec(escape), headers=alice), 422, "evaluator.path")
+    _problem(client.post("/jobs", json=_spec(pred, latency_table="/etc/lut.yaml"), headers=alice), 422,
+             "latency_table")
+    _problem(client.post("/jobs", json=_spec(pred, supernet={"path": "/root/net"}), headers=alice), 422,
+             "supernet.path")
+
+
+def test_body_size_limit(api) -> None:
+    client, alice, _, pred = api
+    big = _spec(pred, constraints={"params": 1.0}, penalty={"weights": {"params": 1.0}})
+    big["padding"] = "x" * 30_000
+    _problem(client.post("/jobs", json=big, headers=alice), 413, "body")
+
+
+def test_idempotency_key(api) -> None:
+    client, alice, bob, pred = api
+    h = {**alice, "Idempotency-Key": "abc"}
+    r1 = client.post("/jobs", json=_spec(pred), headers=h)
+    r2 = client.post("/jobs", json=_spec(pred), headers=h)
+    assert r1.status_code == r2.status_code == 202 and r1.json()["id"] == r2.json()["id"]
+    assert r2.headers.get("idempotent-replayed") == "true"
+    _problem(client.post("/jobs", json=_spec(pred, seed=3), headers=h), 409, "Idempotency-Key")
+    assert client.post("/jobs", json=_spec(pred), headers={**bob, "Idempotency-Key": "abc"}).json()["id"] != r1.json()[
+        "id"]
+
+
+def test_list_pagination_filter_cancel(api) -> None:
+    client, alice, _, pred = api
+    ids = [client.post("/jobs", json=_spec(pred, seed=i), headers=alice).json()["id"] for i in range(5)]
+    got, cursor = [], None
+    while True:
+        r = client.get("/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=alice).json()
+        got += [j["id"] for j in r["items"]]
+        cursor = r["next_cursor"]
+        if cursor is None:
+            break
+    assert got == sorted(ids, reverse=True)
+    assert client.post(f"/jobs/{ids[0]}/cancel", headers=alice).json()["state"] == "cancelled"
+    _problem(client.post(f"/jobs/{ids[0]}/cancel", headers=alice), 409)
+    assert [j["id"] for j in client.get("/jobs?state=cancelled", headers=alice).json()["items"]] == [ids[0]]
+    assert len(client.get("/jobs?state=queued", headers=alice).json()["items"]) == 4
+    _problem(client.post(f"/jobs/{ids[1]}/resume", json={"from_iteration": 0}, headers=alice), 422,
+             "from_iteration")
+    _problem(client.get(f"/jobs/{ids[1]}/iterations/0", headers=alice), 404)
+    assert client.get(f"/jobs/{ids[1]}/archive", headers=alice).json() == {"items": [], "next_cursor": None}
+
+
+def test_server_refuses_outdated_schema(empty_db_url: str) -> None:
+    with pytest.raises(SchemaOutdatedError, match="msunas db upgrade"):
+        create_app(Settings(db_url=empty_db_url))
