@@ -29,7 +29,7 @@ def write_random_oracle(path: Path, seed: int = 0) -> Path:
         k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()
     }
     arrays["6.bias"] = np.array([0.8], dtype=np.float32)
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
     return path
 
 

@@ -40,7 +40,7 @@ def test_hard_latency_bound_holds_with_a_table_built_here(oracle_path: Path, ort
     space = get_search_space("mobilenetv3", lr=R[0], ur=R[1], width_mult=1.2)
     sample = table.predict(space.sample(200, np.random.default_rng(0)))
     limit = float(np.median(sample))  # binding: half of the space breaks it
-    assert table.predict([space.decode(space.xu)])[0] > 1.5 * limit
+    assert table.predict([space.decode(space.xu.tolist())])[0] > 1.5 * limit
     spec = load_spec(_lat_spec(oracle_path, ort_lut, limit, iterations=2))
     ev = get_evaluator(spec)
     eng = Engine(spec)
@@ -85,7 +85,7 @@ def test_verify_latency_within_the_bound_exits_0(
 ) -> None:
     table = LatencyTable.load(ort_lut)
     space = get_search_space("mobilenetv3", lr=R[0], ur=R[1], width_mult=1.2)
-    limit = 3.0 * float(table.predict([space.decode(space.xu)])[0])  # loose: every subnet measures far below
+    limit = 3.0 * float(table.predict([space.decode(space.xu.tolist())])[0])  # loose: every subnet measures far below
     run = _run(tmp_path, "loose", _lat_spec(oracle_path, ort_lut, limit, iterations=0))
     capsys.readouterr()
     assert _verify(run, tmp_path / "sel") == 0
@@ -114,7 +114,7 @@ def test_verify_latency_catches_a_table_that_underestimates(
     lying.write_text(json.dumps(doc))
     table = LatencyTable.load(lying)
     space = get_search_space("mobilenetv3", lr=R[0], ur=R[1], width_mult=1.2)
-    smallest = float(LatencyTable.load(ort_lut).predict([space.decode(space.xl)])[0])
+    smallest = float(LatencyTable.load(ort_lut).predict([space.decode(space.xl.tolist())])[0])
     limit = 0.6 * smallest  # below any real subnet, above most 4x-too-fast predictions
     run = _run(tmp_path, "lying", _lat_spec(oracle_path, lying, limit, iterations=0))
     capsys.readouterr()
