@@ -408,9 +408,9 @@ def runtime_of(table: LatencyTable) -> dict[str, Any]:
     """
     meta = table.meta
     if table.style != "msunas" or meta.get("device") not in DEVICES:
-        what = meta.get("format") or f"{table.style} table"
+        what = meta.get("format") or table.style
         raise ValueError(
-            f"latency table: {table.source} is a foreign {what} (timed on another device, no recorded runtime);"
+            f"latency table: {table.source} is a foreign table ({what}: timed on another device, no recorded runtime);"
             " it cannot be re-measured here: build a table on this machine with `msunas lut build`"
         )
     return {
