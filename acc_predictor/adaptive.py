@@ -57,7 +57,7 @@ class AdaptiveSwitching(GenomePredictor):
         if k < 2:
             raise ValueError(f"n_folds: expected >= 2, got {self.n_folds!r}")
         if int(self.ensemble) < 0:
-            raise ValueError(f"ensemble: expected 0 (off) or the number of top members to average, got {self.ensemble!r}")
+            raise ValueError(f"ensemble: expected 0 (off) or how many top members to average, got {self.ensemble!r}")
         G, y = self._check_fit_input(X, y, 2 * k, f"for {k}-fold cross-validation (2 per fold)")
         for m in members:
             self._make(m)  # unknown names fail before any fitting

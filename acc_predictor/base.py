@@ -9,12 +9,14 @@ bounds; anything else is encoded generically.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from acc_predictor.features import N_BACKBONE, GenomeEncoder, backbone_in_bounds
@@ -68,6 +70,8 @@ class GenomePredictor(RegressorMixin, BaseEstimator):
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected (y: raveled to 1-D)",
+                          DataConversionWarning, stacklevel=3)
             y = y[:, 0]
         if y.ndim != 1:
             raise ValueError(f"y: expected a 1-D array of targets, got shape {y.shape}")

@@ -42,10 +42,10 @@ class CartsPredictor(GenomePredictor):
         self.features_: list[np.ndarray] = []
         for _ in range(int(self.n_trees)):
             feats = np.sort(rng.permutation(d)[: rng.integers(1, d + 1)]) if d else np.zeros(0, dtype=np.int64)
-            rows = rng.integers(0, n, n) if self.bootstrap else np.arange(n)
+            rows = np.asarray(rng.integers(0, n, size=n)) if self.bootstrap else np.arange(n)
             tree = DecisionTreeRegressor(min_samples_leaf=self.min_samples_leaf,
                                          random_state=int(rng.integers(2**31 - 1)))
-            Xt = F32[rows][:, feats] if d else np.zeros((len(rows), 1), dtype=np.float32)
+            Xt = F32[rows][:, feats] if d else np.zeros((n, 1), dtype=np.float32)
             tree.fit(Xt, y[rows])
             self.trees_.append(tree.tree_)
             self.features_.append(feats)

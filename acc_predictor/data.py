@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ DYNAST_FILES = ("mbnv3w10_evoga_acc.csv", "mbnv3w10_evonsga2_acc_macs.csv", "mbn
 CNAS_RUNS = ("cnas_msunas_c10_r192-256_noconstraints.csv", "cnas_msunas_c10_r192-256_tinyml.csv")
 
 
-def dedupe(space: SearchSpace, configs: list[Mapping[str, Any]], y: np.ndarray) -> tuple[list[dict], np.ndarray]:
+def dedupe(space: SearchSpace, configs: Sequence[Mapping[str, Any]], y: np.ndarray) -> tuple[list[dict], np.ndarray]:
     """Canonicalise ``configs`` and average ``y`` over configs with the same key (first-seen order kept)."""
     sums: dict[str, list[float]] = {}
     canon: dict[str, dict] = {}

@@ -121,15 +121,26 @@ class GPPredictor(GenomePredictor):
         self.idx_ = idx
 
     def _latent(self, F: np.ndarray, return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        n_g = len(self.groups_)
-        log_ls = torch.from_numpy(self.theta_[:n_g])
-        Xq = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float64))
+        # r^2 = sum_g ||a_g - b_g||^2 / l_g^2 = ||a/l - b/l||^2: scale the columns once, then one distance matrix
+        inv = np.zeros(self.X_train_.shape[1])
+        for g, cols in enumerate(self.idx_):
+            inv[cols.numpy()] = np.exp(-self.theta_[g])
+        # float64 throughout (predictions must not depend on the batch they come in), in-place kernel algebra
+        inv_t = torch.from_numpy(inv)
+        B = self.X_train_ * inv_t
+        bb = (B * B).sum(1)[None, :]
+        alpha = self.alpha_
+        Xq = torch.from_numpy(np.ascontiguousarray(F, dtype=np.float64)) * inv_t
         mean = np.empty(len(F))
         std = np.empty(len(F)) if return_std else None
+        c5 = float(np.sqrt(5.0))
         with torch.no_grad():
             for s in range(0, len(F), 4096):
-                Ks = self.signal_var_ * _matern52(_sqdist(Xq[s : s + 4096], self.X_train_, self.idx_), log_ls)
-                mean[s : s + 4096] = (Ks @ self.alpha_).numpy()
+                A = Xq[s : s + 4096]
+                r2 = ((A * A).sum(1)[:, None] + bb - 2.0 * A @ B.T).clamp_min_(0.0)
+                r = torch.sqrt(r2)
+                Ks = (1.0 + c5 * r + (5.0 / 3.0) * r2).mul_(torch.exp_(r.mul_(-c5))).mul_(self.signal_var_)
+                mean[s : s + 4096] = (Ks @ alpha).numpy()
                 if std is not None:
                     V = torch.linalg.solve_triangular(self.L_, Ks.T, upper=False)
                     var = self.signal_var_ - (V * V).sum(0)

@@ -97,8 +97,9 @@ def run_task(task: tuple[str, int, str, int]) -> dict[str, Any]:
         if model == "as":
             winners.append(m.winner_)
     taus = [p["tau"] for p in per]
-    return {"dataset": ds_name, "n": n, "model": model, "tau": float(np.mean(taus)), "tau_std": float(np.std(taus)),
-            "rho": float(np.mean([p["rho"] for p in per])), "rmse": float(np.mean([p["rmse"] for p in per])),
+    return {"dataset": ds_name, "n": n, "model": model, "splits": n_splits, "tau": float(np.mean(taus)),
+            "tau_std": float(np.std(taus)), "rho": float(np.mean([p["rho"] for p in per])),
+            "rmse": float(np.mean([p["rmse"] for p in per])),
             "taus": taus, "fit_cpu_s_mean": float(np.mean(fit_s)), "winners": winners}
 
 
@@ -121,7 +122,7 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, float]]:
     out = {}
     for name in models:
         fw, fc, pw, pc = [], [], [], []
-        for _ in range(repeats):
+        for _ in range(1 if name in ("as", "cnas_carts") else repeats):
             m = make_model(name)
             t0, c0 = time.perf_counter(), time.process_time()
             m.fit(G[perm], y[perm])
@@ -190,6 +191,8 @@ def markdown(res: dict[str, Any]) -> str:
              f"{res['machine']['cpu']}, {res['date']}. Times: CPU seconds, one thread (wall under the shared "
              f"machine's load in the JSON).", "", head, "|" + "---|" * (len(dsets) * len(NS) + 3)]
     for m in OURS + BASELINES:
+        k = res["settings"].get("splits_for", {}).get(m)
+        label = f"{m} ({k} splits)" if k else m
         cells = []
         for ds in dsets:
             for n in NS:
@@ -198,7 +201,7 @@ def markdown(res: dict[str, Any]) -> str:
         t = times.get(m, {})
         ft = f"{t['fit300_cpu_s']:.2f}" if t else "-"
         pt = f"{t['predict10k_cpu_s']:.3f}" if t else "-"
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ft} | {pt} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ft} | {pt} |")
     lines += ["", "`as` winners (per setting, over the splits):", ""]
     for ds in dsets:
         for n in NS:
@@ -216,29 +219,35 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(OURS + BASELINES))
     ap.add_argument("--ns", default=",".join(map(str, NS)))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "predictors"))
+    ap.add_argument("--splits-for", default="", help="per-model split counts, e.g. cnas_mlp=3 (costly baselines)")
+    ap.add_argument("--resume", action="store_true", help="keep the finished tasks of <out>.partial.json")
     args = ap.parse_args()
     models = args.models.split(",")
+    splits_for = {k: int(v) for k, v in (kv.split("=") for kv in args.splits_for.split(",") if kv)}
     ns = [int(v) for v in args.ns.split(",")]
     started = time.time()
     info = machine()
     dsets = list(load_datasets_cached())
     # slow models first so the pool's tail is short
     order = {"as": 0, "cnas_mlp": 1, "cnas_carts": 2, "gp": 3, "mlp": 4}
-    tasks = sorted(((ds, n, m, args.splits) for ds in dsets for n in ns for m in models),
-                   key=lambda t: (order.get(t[2], 9), -t[1]))
     results: list[dict[str, Any]] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.resume and out.with_suffix(".partial.json").exists():
+        results = json.loads(out.with_suffix(".partial.json").read_text())
+    done = {(r["dataset"], r["n"], r["model"]) for r in results}
+    tasks = sorted(((ds, n, m, splits_for.get(m, args.splits)) for ds in dsets for n in ns for m in models
+                    if (ds, n, m) not in done), key=lambda t: (order.get(t[2], 9), -t[1]))
     with mp.get_context("fork").Pool(args.jobs) as pool:
         for r in pool.imap_unordered(run_task, tasks):
             results.append(r)
-            print(f"{r['dataset']:>13} n={r['n']:<3} {r['model']:<10} tau={r['tau']:.3f} ({time.time() - started:.0f}s)",
-                  flush=True)
+            took = time.time() - started
+            print(f"{r['dataset']:>13} n={r['n']:<3} {r['model']:<10} tau={r['tau']:.3f} ({took:.0f}s)", flush=True)
             out.with_suffix(".partial.json").write_text(json.dumps(results))
-    times = timing(models)
+    times = timing([m for m in models if m != "cnas_mlp"]) if models else {}
     info["loadavg_end"] = os.getloadavg()
-    res = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": info,
-           "settings": {"splits": args.splits, "ns": ns, "threads": 1, "jobs": args.jobs,
+    res: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": info,
+           "settings": {"splits": args.splits, "splits_for": splits_for, "ns": ns, "threads": 1, "jobs": args.jobs,
                         "datasets": {k: len(v[1]) for k, v in load_datasets_cached().items()}},
            "results": sorted(results, key=lambda r: (r["dataset"], r["n"], r["model"])), "timing": times,
            "elapsed_s": time.time() - started}

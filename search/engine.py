@@ -49,7 +49,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from search.evaluator import EvalResult
 from search.hv import hv2d_gains, hypervolume, non_dominated, normalise, rank_order
-from search.objectives import Objectives
+from search.objectives import COST_KEYS, Objectives
 from search.spec import JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
 from supernets import codec, get_search_space
@@ -287,6 +287,7 @@ class Engine:
         records = self._records(ordered, self.pending["iteration"])
         self.archive.extend(records)
         self._keys.update(keys)
+        self._rescore()
         stats = self._iteration_stats(records)
         stats["timing"]["tell"] = time.perf_counter() - t0
         self.history.append(stats)
@@ -371,6 +372,7 @@ class Engine:
         self.stop_reason = state.get("stop_reason")
         if self.stopped and self.spec.hv_patience != saved.hv_patience:
             self.stopped, self.stop_reason = False, None
+        self._rescore()  # alpha_norm of top1_robust follows from the archive (idempotent)
         return self
 
     @classmethod
@@ -402,6 +404,7 @@ class Engine:
                 uniq.append(r)
         self.archive = self._records(uniq, iteration)
         self._keys = {r["key"] for r in self.archive}
+        self._rescore()
         self.iteration = iteration + 1
         self.rng = np.random.default_rng([self.spec.seed, iteration])
         self.pending = None
@@ -454,6 +457,29 @@ class Engine:
             )
         return out
 
+    def _rescore(self) -> None:
+        """``top1_robust``: re-estimate ``alpha_norm`` from the archive and re-score every successful record.
+
+        Objectives are recomputed from each record's stored raw metrics (``top1``, ``robustness``, exact costs),
+        which are never changed; ``metrics.top1_robust`` records the figure without penalty.
+        """
+        if not self.objectives.rescored:
+            return
+        ok = [r for r in self.archive if r["status"] == "ok"]
+        self.objectives.update_alpha_norm([r["metrics"] for r in ok])
+        if not ok:
+            return
+        top1 = np.array([r["metrics"]["top1"] for r in ok], dtype=np.float64)
+        cost_keys = [k for k in (*COST_KEYS, "latency_ms") if k in ok[0]["metrics"]]
+        costs = {k: np.array([r["metrics"][k] for r in ok], dtype=np.float64) for k in cost_keys}
+        need = self.objectives.needs_metric_prediction()
+        metr = {m: np.array([r["metrics"][m] for r in ok], dtype=np.float64) for m in need}
+        F, _ = self.objectives.evaluate(top1, costs, metr)
+        robust = self.objectives.top1_robust(100.0 - top1, metr["robustness"])
+        for r, f, v in zip(ok, F, robust, strict=True):
+            r["objectives"] = [float(x) for x in f]
+            r["metrics"]["top1_robust"] = float(v)
+
     def _iteration_stats(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         p = self.pending or {}
         hv = self.hv()
@@ -462,6 +488,9 @@ class Engine:
         true_f1, pred_f1 = [], []
         for j, r in enumerate(records):
             c = {"config": r["config"], "status": r["status"], "objectives": r["objectives"], "error": r["error"]}
+            if self.objectives.rescored and r["status"] == "ok":  # FlatNAS: raw R and the combined figure
+                c["robustness"] = r["metrics"].get("robustness")
+                c["top1_robust"] = r["metrics"].get("top1_robust")
             if pred is not None and j < len(pred):
                 c["predicted"] = pred[j]
                 if r["status"] == "ok":
@@ -472,8 +501,10 @@ class Engine:
         if surrogate is not None and len(true_f1) >= 2:
             surrogate["candidates"] = rank_stats(np.array(true_f1), np.array(pred_f1))
         n_ok = sum(r["status"] == "ok" for r in self.archive)
+        extra = {"alpha_norm": self.objectives.alpha_norm} if self.objectives.rescored else {}
         return _floats(
             {
+                **extra,
                 "iteration": int(p.get("iteration", self.iteration)),
                 "n_archive": len(self.archive),
                 "n_ok": n_ok,
@@ -611,20 +642,26 @@ class Engine:
         cpu0 = time.process_time()
         sur, info, timing = self._fit_surrogates()
         t0 = time.perf_counter()
-        problem = _InnerProblem(self, sur)
-        X0 = self._initial_population()
-        algo = NSGA2(
-            pop_size=self.opts.pop_size,
-            sampling=X0.astype(np.float64),
-            repair=_CanonicalRepair(),
-            eliminate_duplicates=True,
-            **self._operators(),
-        )
-        inner_seed = int(self.rng.integers(2**31 - 1))
-        minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+        if self.spec.optimizer == "milp":  # exact epsilon-constraint front of the bilinear surrogate (search/milp.py)
+            from search.milp import engine_pool
+
+            seen = engine_pool(self, sur)
+        else:
+            problem = _InnerProblem(self, sur)
+            X0 = self._initial_population()
+            algo = NSGA2(
+                pop_size=self.opts.pop_size,
+                sampling=X0.astype(np.float64),
+                repair=_CanonicalRepair(),
+                eliminate_duplicates=True,
+                **self._operators(),
+            )
+            inner_seed = int(self.rng.integers(2**31 - 1))
+            minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+            seen = np.array(problem.X_seen, dtype=np.int64)
         timing["search"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pool = canonicalise_genomes(np.array(problem.X_seen, dtype=np.int64).reshape(-1, self.space.n_var))
+        pool = canonicalise_genomes(seen.reshape(-1, self.space.n_var))
         known = {g.tobytes() for g in self._archive_genomes()}
         fresh = [i for i, g in enumerate(pool) if g.tobytes() not in known]
         pool = pool[fresh]

@@ -13,10 +13,16 @@ name               value                                   unit         source
 ``latency``        latency lookup table prediction         ms           ``supernets.latency``
 ``tiny_ml``        CNAS's weighted penalty (below)         M-weighted   exact cost model
 ``avg_macs``       exit-weighted average MACs              millions     evaluator (``avg_macs``)
-``top1_robust``    100 - robust top-1                      %            evaluator (``top1_robust``)
+``top1_robust``    FlatNAS: alpha*top1_err+alpha_norm*     %            evaluator (``top1``, ``robustness``)
+                   (1-alpha)*R (:mod:`robustness.objective`)
 =================  ======================================  ===========  =========================
 
 A single objective (``objectives: [top1_err]``) is allowed too.
+
+``top1_robust`` combines the error with the flatness R (``metrics.robustness``, percentage points lost under
+weight noise); ``alpha`` is ``robustness.alpha`` of the spec and ``alpha_norm = mean(top1_err) / mean(R)`` is
+re-estimated from the archive by the engine every iteration (:meth:`Objectives.update_alpha_norm`), which then
+re-scores every archived record from its stored raw ``top1`` and ``robustness``. The surrogate predicts R.
 
 Constraints (maxima, in the spec in counts: ``params: 2.0e6``, ``macs: 100e6``, ``activations: 5e6``,
 ``avg_macs: 50e6``; ``latency_ms`` in ms). Two modes:
@@ -84,7 +90,7 @@ for _o in (
     ObjectiveDef("latency", "ms", "latency", None, "summed latency lookup table"),
     ObjectiveDef("tiny_ml", "M (weighted)", "cost", None, "CNAS weighted penalty of params, MACs, activations"),
     ObjectiveDef("avg_macs", "M", "metric", "avg_macs", "exit-weighted average MACs (early exit)"),
-    ObjectiveDef("top1_robust", "%", "metric", "top1_robust", "100 - robust top-1 (flatness)"),
+    ObjectiveDef("top1_robust", "%", "metric", "robustness", "alpha*top1_err + alpha_norm*(1-alpha)*R (FlatNAS)"),
 ):
     register_objective(_o)
 
@@ -169,6 +175,10 @@ class Objectives:
                 raise ValueError("latency_table: the latency objective/constraint needs a latency table path")
             self._latency = _latency_fn(spec.latency_table, self.width_mult)
         self.second = OBJECTIVES[self.names[1]] if self.n_obj == 2 else None
+        # top1_robust: alpha from the spec, alpha_norm re-estimated from the archive (update_alpha_norm)
+        self.rescored = "top1_robust" in self.names
+        self.alpha = float(spec.robustness.alpha)
+        self.alpha_norm = 1.0
         # objective values that come from the evaluator must be predicted before evaluation
         self.predicted_metrics = [OBJECTIVES[n].metric for n in self.names if OBJECTIVES[n].source == "metric"]
         self.constraint_keys = sorted(self.constraints)
@@ -241,8 +251,25 @@ class Objectives:
         return np.maximum(self.constraint_values(costs, metrics), 0.0).sum(axis=1)
 
     # -- objectives ----------------------------------------------------------------------------------
-    def second_objective(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
-        """f2 in its unit (see the table), including the penalty in penalty mode."""
+    def update_alpha_norm(self, metrics: Sequence[Mapping[str, Any]]) -> float:
+        """Re-estimate ``alpha_norm`` of ``top1_robust`` from successful records' metrics (``top1``, ``robustness``)."""
+        from robustness.objective import estimate_alpha_norm
+
+        err = [100.0 - float(m["top1"]) for m in metrics]
+        r = [float(m["robustness"]) for m in metrics]
+        self.alpha_norm = estimate_alpha_norm(err, r)
+        return self.alpha_norm
+
+    def top1_robust(self, top1_err: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """``alpha * top1_err + alpha_norm * (1 - alpha) * R`` with the current ``alpha_norm``."""
+        from robustness.objective import top1_robust
+
+        return np.asarray(top1_robust(top1_err, r, alpha=self.alpha, alpha_norm=self.alpha_norm), dtype=np.float64)
+
+    def second_objective(
+        self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray], f1: np.ndarray | None = None
+    ) -> np.ndarray:
+        """f2 in its unit (see the table), including the penalty in penalty mode (``f1``: top1_err, for top1_robust)."""
         assert self.second is not None
         name = self.second.name
         if name == "tiny_ml":
@@ -255,7 +282,9 @@ class Objectives:
         elif name == "avg_macs":
             f2 = np.asarray(metrics["avg_macs"], dtype=np.float64) / MILLION
         elif name == "top1_robust":
-            f2 = 100.0 - np.asarray(metrics["top1_robust"], dtype=np.float64)
+            if f1 is None:
+                raise ValueError("objectives: top1_robust needs top1_err (pass f1)")
+            f2 = self.top1_robust(np.asarray(f1, dtype=np.float64), np.asarray(metrics["robustness"], dtype=np.float64))
         else:  # pragma: no cover - registry and this switch are kept together
             raise ValueError(f"objectives: no rule for {name!r}")
         if self.mode == "penalty" and (self.constraints or name == "tiny_ml"):
@@ -269,7 +298,7 @@ class Objectives:
         f1 = 100.0 - np.asarray(top1, dtype=np.float64)
         cols = [f1]
         if self.n_obj == 2:
-            cols.append(self.second_objective(costs, metrics))
+            cols.append(self.second_objective(costs, metrics, f1))
         F = np.stack(cols, axis=1)
         G = self.constraint_values(costs, metrics) if self.mode == "hard" else np.zeros((len(f1), 0))
         return F, G

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustness.spec import RobustnessSpec
+
 SECOND_OBJECTIVES = (
     "params",
     "macs",
@@ -87,7 +89,27 @@ class OracleEvaluatorSpec(_Strict):
     path: str
 
 
-EvaluatorSpec = Annotated[SupernetEvaluatorSpec | OracleEvaluatorSpec, Field(discriminator="kind")]
+class ProxyEvaluatorSpec(_Strict):
+    """Training-free evaluation with a zero-shot proxy (``search.proxies``): seconds per architecture on CPU.
+
+    The evaluator reports ``proxy_score`` (the raw proxy, larger = better) and ``top1`` := a fixed strictly
+    monotone map of it into (0, 100): ``50 + 50 z / (1 + |z|)``, ``z = (score - center) / scale``, so the
+    engine's ``top1_err`` objective ranks exactly as the proxy does. ``top1`` is then NOT an accuracy.
+    ``center``/``scale`` default to about the median/IQR of each proxy on random OFA subnets (docs/proxies.md).
+    """
+
+    kind: Literal["proxy"] = "proxy"
+    name: Literal["zen", "naswot", "synflow", "gradnorm", "params", "macs"] = "zen"
+    batch_size: int = Field(default=16, ge=2)
+    seed: int = Field(default=0, ge=0, description="fixed per search so a config always gets the same score")
+    resolution: int | None = Field(default=None, ge=32, description="score at this resolution (default: r)")
+    center: float | None = None
+    scale: float | None = Field(default=None, gt=0)
+    inherit: bool = Field(default=False, description="naswot/synflow/gradnorm on the supernet's weights")
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
+
+
+EvaluatorSpec = Annotated[SupernetEvaluatorSpec | OracleEvaluatorSpec | ProxyEvaluatorSpec, Field(discriminator="kind")]
 
 
 class PenaltySpec(_Strict):
@@ -130,7 +152,7 @@ class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
     search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
-    width_mult: Literal[1.0, 1.2] = 1.0
+    width_mult: float = Field(default=1.0, description="1.0 or 1.2")
     resolution: tuple[int, int] = (192, 256)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     supernet: SupernetSpec = Field(default_factory=SupernetSpec)
@@ -141,12 +163,25 @@ class JobSpec(_Strict):
     constraint_mode: Literal["penalty", "hard"] = "penalty"
     penalty: PenaltySpec = Field(default_factory=PenaltySpec)
     predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"
+    optimizer: Literal["nsga2", "milp"] = Field(
+        default="nsga2",
+        description="inner optimiser on the surrogate: NSGA-II, or the exact MILP (needs predictor bilinear and"
+        " additive costs: params/macs objective and constraints)",
+    )
     n_doe: int = Field(default=100, ge=2)
     n_iter: int = Field(default=8, ge=1)
     iterations: int = Field(default=30, ge=0)
+    robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
     engine: EngineSpec = Field(default_factory=EngineSpec)
+
+    @field_validator("width_mult")
+    @classmethod
+    def _width(cls, v: float) -> float:
+        from supernets.codec import check_width
+
+        return check_width(v)
 
     @field_validator("resolution")
     @classmethod
@@ -186,6 +221,16 @@ class JobSpec(_Strict):
             "avg_macs" in self.constraints or self.objectives[-1] == "avg_macs"
         ):
             raise ValueError("search_space: avg_macs needs the early-exit space eemobilenetv3")
+        if self.optimizer == "milp":
+            if self.predictor != "bilinear":
+                raise ValueError("optimizer: milp needs predictor: bilinear (its accuracy model is linear in choices)")
+            if self.search_space != "mobilenetv3":
+                raise ValueError("optimizer: milp supports the mobilenetv3 search space only")
+            if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs"):
+                raise ValueError("optimizer: milp needs an additive second objective (params or macs)")
+            extra = sorted(set(self.constraints) - {"params", "macs"})
+            if extra:
+                raise ValueError(f"optimizer: milp supports additive constraints params/macs only, not {extra[0]}")
         return self
 
     def search_space_kwargs(self) -> dict[str, Any]:
@@ -198,7 +243,12 @@ def format_validation_error(err: ValidationError) -> str:
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
+    if not loc:
+        return msg
+    last = str(e["loc"][-1])
+    if msg.startswith(f"{last}: "):  # validators that name their field already
+        msg = msg[len(last) + 2 :]
+    return f"{loc}: {msg}"
 
 
 def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:

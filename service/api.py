@@ -444,10 +444,8 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         with db.transaction() as s:
             _get(s, tid, job_id)
             records = [repo.arch_record(a) for a in repo.all_archive(s, job_id)]
-        try:
-            from search.select import select
-        except ImportError:
-            raise Problem(501, "Not Implemented", "select: search.select is not available in this build") from None
+        from search.select import select
+
         opts = body.model_dump(exclude_none=True)
         _walk_values(opts, "")
         try:
@@ -474,13 +472,11 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
 
 
 def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str, metrics: dict[str, Any]) -> Response:
-    """Export through :mod:`service.export`; 501 problem in a build without the supernet code."""
-    from service.export import ExportUnavailable, export_bytes
+    """Export through :mod:`service.export`; a job whose supernet file is gone or does not fit gives 409."""
+    from service.export import export_bytes
 
     try:
         data, media = export_bytes(spec_d, config, fmt, metrics)
-    except ExportUnavailable as e:
-        raise Problem(501, "Not Implemented", f"{e} (this build cannot export)") from None
     except ValueError as e:  # e.g. the job's supernet file is gone or does not fit
         fld = str(e).split(":", 1)[0] if ":" in str(e) else "format"
         raise Problem(409, "Conflict", str(e), field=fld) from None

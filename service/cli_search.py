@@ -110,9 +110,9 @@ def register(app: typer.Typer) -> None:
         from search.plot import plot_search
 
         doc = read_stats(source)
-        eng = doc.get("engine") if isinstance(doc.get("engine"), dict) else {}
+        eng = doc.get("engine")
+        history = (eng.get("history") if isinstance(eng, dict) else None) or []
         objectives = doc.get("objectives") or ["top1_err", "f2"]
-        history = eng.get("history") or []
         png = plot_search(records_from_stats(doc), out, objectives=objectives, history=history, title=str(doc["_path"]))
         typer.echo(str(png))
 

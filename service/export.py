@@ -1,10 +1,11 @@
-"""Export of an archived architecture through ``supernets.export`` (helper "eval"): the subnet extracted from the
-job's once-for-all supernet, as ONNX (input ``input`` (N, 3, r, r), output ``logits``, checked against PyTorch in
-ONNX Runtime) or as a self-contained PyTorch checkpoint (``format=torch``; ``pytorch`` is accepted too).
+"""Export of an archived architecture through ``supernets.export``.
 
-The weights are the supernet's inherited weights (the job's ``supernet.path``; a job without one gets the
-randomly initialised supernet of its seed): evaluators do not store per-candidate fine-tuned weights, so
-fine-tune the exported network for deployment as the evaluator did (``msunas export --dataset ... --n-epochs``).
+The subnet is extracted from the job's once-for-all supernet (the one its evaluator used, see
+``resolve_supernet``; random init for oracle/proxy jobs without a supernet) and written as ONNX (input ``input``
+(N, 3, r, r), output ``logits``, checked against PyTorch in ONNX Runtime) or as a self-contained PyTorch
+checkpoint (``format=torch``; ``pytorch`` is accepted too). Evaluators do not store per-candidate fine-tuned
+weights, so fine-tune the exported network for deployment as the evaluator did
+(``msunas export --dataset ... --n-epochs``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
 MEDIA = {"onnx": "application/onnx", "torch": "application/octet-stream"}
-
-
-class ExportUnavailable(RuntimeError):
-    """This build lacks ``supernets.export`` / ``supernets.ofa_supernet``."""
 
 
 def export_bytes(spec_d: dict[str, Any], config: dict[str, Any], fmt: str = "onnx",
@@ -27,21 +23,21 @@ def export_bytes(spec_d: dict[str, Any], config: dict[str, Any], fmt: str = "onn
     fmt = "torch" if fmt == "pytorch" else fmt
     if fmt not in MEDIA:
         raise ValueError(f"format: {fmt!r} is not one of {sorted(MEDIA)}")
-    try:
-        from supernets import export as sx  # type: ignore[attr-defined,unused-ignore]
-        from supernets import ofa_supernet as ofs  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as e:
-        raise ExportUnavailable(f"export: supernets.export is not in this build ({e})") from None
-
+    from search.evaluators.supernet import resolve_supernet
+    from search.objectives import n_classes_of
     from search.spec import load_spec
+    from supernets import export as sx
+    from supernets.ofa_supernet import build_supernet, load_supernet
 
     spec = load_spec(spec_d)
-    n_classes = spec.dataset.n_classes or DATASET_CLASSES.get(spec.dataset.name, 1000)
-    backbone = {k: config[k] for k in ("ks", "e", "d", "r") if k in config}
-    if spec.supernet.path:
-        net = ofs.load_supernet(spec.supernet.path, n_classes=n_classes, width_mult=spec.width_mult)
-    else:
-        net = ofs.build_supernet(spec.width_mult, n_classes, seed=spec.seed)
+    backbone: dict[str, Any] = {k: config[k] for k in ("ks", "e", "d", "r") if k in config}
+    n_classes = n_classes_of(spec)
+    if spec.evaluator.kind == "supernet":  # the very supernet the candidates were evaluated with
+        net = resolve_supernet(spec, n_classes)
+    elif spec.supernet.path:
+        net = load_supernet(spec.supernet.path, n_classes=n_classes, width_mult=spec.width_mult)
+    else:  # an oracle/proxy job has no trained weights: the architecture with random-init weights
+        net = build_supernet(spec.width_mult, n_classes, seed=spec.seed)
     with tempfile.TemporaryDirectory(prefix="msunas-export-") as d:
         out = Path(d) / ("arch.onnx" if fmt == "onnx" else "arch.pt")
         info = sx.export_subnet(backbone, net, fmt, out, metrics={k: float(v) for k, v in (metrics or {}).items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,3 +22,26 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"shared data folder {d} is absent (set MSUNAS_SHARED_DATA to a copy of ../shared/data)")
     return d
+
+
+SHAPES = {
+    "0.weight": (400, 128),
+    "0.bias": (400,),
+    "2.weight": (400, 400),
+    "2.bias": (400,),
+    "4.weight": (400, 400),
+    "4.bias": (400,),
+    "6.weight": (1, 400),
+    "6.bias": (1,),
+}
+
+
+def write_random_oracle(path: Path, seed: int = 0) -> Path:
+    """A real .npz in once-for-all's predictor format with seeded random weights (top-1 around 0.8)."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()
+    }
+    arrays["6.bias"] = np.array([0.8], dtype=np.float32)
+    np.savez(path, **arrays)
+    return path

@@ -6,7 +6,8 @@ resolution, :class:`supernets.finetune.StemCache`), fine-tune ``n_epochs`` (SGD 
 stepped per batch), validate on the validation split carved from the training set. Metrics: ``top1``, ``top5``
 (%), ``loss`` (validation cross-entropy), the exact costs of :mod:`supernets.cost` (``params``, ``macs``,
 ``activations``, ``peak_activation``), and the time of each phase (``time_extract``, ``time_bn``,
-``time_train``, ``time_valid``, seconds).
+``time_train``, ``time_valid``, seconds). When the job asks (objective ``top1_robust``, a ``robustness``
+section), also FlatNAS's R and corruption metrics (:mod:`robustness.evaluation`).
 
 Deterministic per seed on CPU: the data order and augmentation of a candidate come from a generator seeded by
 the job seed and the config key, and ``torch.manual_seed`` is set before fine-tuning (dropout). Datasets and the
@@ -89,6 +90,10 @@ class SupernetEvaluator(Evaluator):
         g = torch.Generator().manual_seed(job.seed)
         n_cal = min(self.opts.bn_calib_images, len(self.data.train))
         self._calib_idx = torch.randperm(len(self.data.train), generator=g)[:n_cal].tolist()
+        from robustness.evaluation import RobustnessProbe
+
+        # FlatNAS R / corruption metrics per candidate when the job asks (top1_robust, robustness.*); else None
+        self.robust = RobustnessProbe.from_job(job, self.data, device=self.device)
 
     # -------------------------------------------------------------------------------- cached fixed batches
     def _fixed_batches(self, which: str, r: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -210,6 +215,8 @@ class SupernetEvaluator(Evaluator):
         metrics["time_valid"] = time.perf_counter() - t3b
         metrics["time_data"] += t3b - t3
         metrics.update(self._costs(cfg, net))
+        if self.robust is not None:
+            metrics.update(self.robust.metrics(net, vb, int(cfg["r"])))
         return metrics
 
     def _costs(self, cfg: dict[str, Any], net: nn.Module) -> dict[str, float]:

@@ -5,32 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from tests.conftest import shared_data_dir
-
-SHAPES = {
-    "0.weight": (400, 128),
-    "0.bias": (400,),
-    "2.weight": (400, 400),
-    "2.bias": (400,),
-    "4.weight": (400, 400),
-    "4.bias": (400,),
-    "6.weight": (1, 400),
-    "6.bias": (1,),
-}
-
-
-def write_random_oracle(path: Path, seed: int = 0) -> Path:
-    """An .npz in once-for-all's predictor format with seeded random weights (top-1 around 0.8)."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        k: (rng.standard_normal(s) * (0.05 if "weight" in k else 0.01)).astype(np.float32) for k, s in SHAPES.items()
-    }
-    arrays["6.bias"] = np.array([0.8], dtype=np.float32)
-    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
-    return path
+from tests.conftest import shared_data_dir, write_random_oracle
 
 
 @pytest.fixture(scope="session")

@@ -67,8 +67,10 @@ def test_units_of_second_objectives(oracle_path: Path) -> None:
     for name in ("params", "macs", "activations", "peak_activation"):
         assert _obj(oracle_path, objectives=["top1_err", name]).second_objective(costs, {})[0] == pytest.approx(3.0)
     robust = Objectives(load_spec(small_spec(oracle_path, objectives=["top1_err", "top1_robust"])))
-    assert robust.second_objective(costs, {"top1_robust": np.array([70.0])})[0] == pytest.approx(30.0)
-    assert robust.needs_metric_prediction() == ["top1_robust"]
+    robust.alpha_norm = 4.0  # FlatNAS: 0.5 * top1_err + alpha_norm * 0.5 * R
+    f2 = robust.second_objective(costs, {"robustness": np.array([2.0])}, f1=np.array([30.0]))
+    assert f2[0] == pytest.approx(0.5 * 30.0 + 4.0 * 0.5 * 2.0)
+    assert robust.needs_metric_prediction() == ["robustness"]
 
 
 def test_reference_point_uses_the_largest_network(oracle_path: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 from search.evaluator import get_evaluator
 from search.evaluators.oracle import OracleEvaluator, features
 from search.spec import load_spec
-from tests.search.conftest import small_spec, write_random_oracle
+from tests.conftest import write_random_oracle
+from tests.search.conftest import small_spec
 
 
 def test_features_follow_the_documented_encoding() -> None:

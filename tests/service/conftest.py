@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from service import db as dbmod
+from tests.conftest import write_random_oracle
 
 PG_URL = os.environ.get("MSUNAS_TEST_POSTGRES_URL")
 
@@ -56,33 +56,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def write_predictor(path: Path, seed: int = 0) -> Path:
-    """A real predictor file of the once-for-all format (MLP 128->400->400->400->1) with seeded weights."""
-    rng = np.random.default_rng(seed)
-    shapes = {"0": (400, 128), "2": (400, 400), "4": (400, 400), "6": (1, 400)}
-    arrays = {}
-    for k, (o, i) in shapes.items():
-        arrays[f"{k}.weight"] = (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
-        arrays[f"{k}.bias"] = (rng.standard_normal(o) * 0.01).astype(np.float32)
-    arrays["6.bias"] = np.array([0.78], dtype=np.float32)
-    np.savez(path, **arrays)
-    return path
-
-
 @pytest.fixture
 def predictor_file(tmp_path: Path) -> Path:
     """A seeded random-weight oracle predictor file (real .npz of the real format)."""
-    return write_predictor(tmp_path / "acc_predictor.npz")
-
-
-@pytest.fixture
-def engine_ready() -> None:
-    """Skip (naming what is missing) when the search engine or its surrogates are not in this checkout."""
-    import importlib.util
-
-    if importlib.util.find_spec("search.engine") is None:
-        pytest.skip("needs search/engine.py (helper engine) to run jobs")
-    import acc_predictor
-
-    if importlib.util.find_spec("search.surrogate") is not None and not hasattr(acc_predictor, "get_predictor"):
-        pytest.skip("the engine's surrogates need acc_predictor.get_predictor (helper pred)")
+    return write_random_oracle(tmp_path / "acc_predictor.npz")

@@ -59,7 +59,6 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_kill_9_mid_evaluation(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(predictor_file, n_doe=8, iterations=0))
@@ -89,7 +88,6 @@ def test_kill_9_mid_evaluation(db_url: str, predictor_file: Path) -> None:
         db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_sigterm_finishes_the_current_evaluation(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(predictor_file, n_doe=4, iterations=0))
@@ -114,7 +112,6 @@ def test_sigterm_finishes_the_current_evaluation(db_url: str, predictor_file: Pa
         db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_heartbeats_keep_a_long_evaluation(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(predictor_file, n_doe=3, iterations=0))
@@ -130,7 +127,6 @@ def test_heartbeats_keep_a_long_evaluation(db_url: str, predictor_file: Path) ->
         db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_four_workers_three_jobs(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "t")
@@ -155,7 +151,6 @@ def test_four_workers_three_jobs(db_url: str, predictor_file: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-@pytest.mark.usefixtures("engine_ready")
 def test_postgres_connections_killed_mid_job(db_url: str, predictor_file: Path) -> None:
     """Every connection of the workers is terminated by the server, three times (what a restart does to clients,
     without disturbing other users of the shared server): the workers reconnect and the job finishes."""
@@ -200,7 +195,6 @@ def test_postgres_connections_killed_mid_job(db_url: str, predictor_file: Path) 
                     reason="set MSUNAS_TEST_PG_RESTART_CMD (e.g. 'pg_ctlcluster --skip-systemctl-redirect 15 main "
                     "restart') to restart the shared PostgreSQL server mid-job")
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-@pytest.mark.usefixtures("engine_ready")
 def test_postgres_restart_mid_job(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(predictor_file, n_doe=10, n_iter=4, iterations=3))

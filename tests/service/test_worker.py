@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from service import repository as repo
@@ -47,7 +46,6 @@ def check_exactly_once(db: Database, job_id: int, n_expected: int) -> list[tuple
         return [(k, m) for k, m in rows]
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_job_runs_to_completion(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(predictor_file, iterations=2))
@@ -65,7 +63,6 @@ def test_job_runs_to_completion(db_url: str, predictor_file: Path) -> None:
     db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_resume_from_iteration_reproduces_the_run(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "t")
@@ -90,7 +87,6 @@ def test_resume_from_iteration_reproduces_the_run(db_url: str, predictor_file: P
     db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_cancel_stops_work(db_url: str, predictor_file: Path) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "t")
@@ -107,7 +103,6 @@ def test_cancel_stops_work(db_url: str, predictor_file: Path) -> None:
     db.dispose()
 
 
-@pytest.mark.usefixtures("engine_ready")
 def test_broken_evaluator_records_failures(db_url: str, tmp_path: Path) -> None:
     db = Database(db_url)
     jid = submit(db, oracle_spec(tmp_path / "missing.npz", iterations=0, n_doe=3))

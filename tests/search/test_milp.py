@@ -1,0 +1,161 @@
+"""BINAS-style MILP: exact additive costs, feasibility under the exact cost model, optimality vs random search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import milp
+from supernets import codec, cost
+from supernets.spaces import get_search_space
+from tests.conftest import shared_data_dir
+
+W = 1.2
+ORACLE = shared_data_dir() / "ofa_imagenet_predictor" / "acc_predictor.npz"
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_search_space("mobilenetv3", lr=160, ur=224, width_mult=W)
+
+
+@pytest.fixture(scope="module")
+def costs(space):
+    return {m: milp.cost_model(m, space.resolutions, width_mult=W) for m in ("params", "macs")}
+
+
+@pytest.fixture(scope="module")
+def bilinear(space, shared_data):
+    """BINAS's bilinear predictor fitted on 300 configs labelled by once-for-all's ImageNet predictor."""
+    import acc_predictor
+
+    train = space.sample(300, np.random.default_rng(1))
+    y = ofa_oracle(shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz", train)
+    model = acc_predictor.get_predictor("bilinear", search_space=space).fit(space.encode_many(train), y)
+    return model
+
+
+def ofa_oracle(path, configs) -> np.ndarray:
+    """once-for-all's ImageNet accuracy predictor (top-1 %), the MLP of shared/data/README.md."""
+    w = np.load(path)
+    x = np.zeros((len(configs), 128))
+    for n, c in enumerate(configs):
+        for s in range(5):
+            for j in range(c["d"][s]):
+                slot = 4 * s + j
+                x[n, slot * 3 + (3, 5, 7).index(c["ks"][slot])] = 1
+                x[n, 60 + slot * 3 + (3, 4, 6).index(c["e"][slot])] = 1
+        x[n, 120 + min(max((c["r"] - 112) // 16, 0), 7)] = 1
+    h = x
+    for i in (0, 2, 4):
+        h = np.maximum(h @ w[f"{i}.weight"].T + w[f"{i}.bias"], 0.0)
+    return 100.0 * (h @ w["6.weight"].T + w["6.bias"]).reshape(-1)
+
+
+def _acc_model(model, space):
+    return milp.additive_model(lambda cs: model.predict(space.encode_many(list(cs))), space.resolutions)
+
+
+def test_cost_decomposition_is_exact(space, costs) -> None:
+    cs = space.sample(2000, np.random.default_rng(0))
+    m = cost.cost_metrics(cs, width_mult=W)
+    for name, model in costs.items():
+        np.testing.assert_array_equal(model.value(cs), m[name])
+        assert model.max_error == 0.0
+
+
+def test_non_additive_function_is_rejected(space, costs) -> None:
+    with pytest.raises(ValueError, match="not additive"):
+        milp.additive_model(lambda cs: costs["macs"].value(cs) * costs["params"].value(cs), space.resolutions)
+    with pytest.raises(ValueError, match="not additive"):  # the OFA MLP oracle is not bilinear
+        milp.additive_model(lambda cs: ofa_oracle(ORACLE, cs), space.resolutions)
+    with pytest.raises(ValueError, match="constraints"):
+        milp.cost_model("activations", space.resolutions)
+
+
+def test_solver_feasible_and_beats_10000_random(space, costs, bilinear) -> None:
+    acc = _acc_model(bilinear, space)
+    rng = np.random.default_rng(7)
+    pool = space.sample(40000, rng)
+    m = cost.cost_metrics(pool, width_mult=W)
+    macs_max, params_max = np.quantile(m["macs"], 0.4), np.quantile(m["params"], 0.7)
+    feasible = [c for c, a, p in zip(pool, m["macs"], m["params"], strict=True) if a <= macs_max and p <= params_max]
+    assert len(feasible) >= 10000
+    feasible = feasible[:10000]
+    sol = milp.solve(acc, {"macs": (costs["macs"], macs_max), "params": (costs["params"], params_max)})
+    assert sol.status == "optimal" and sol.config is not None
+    got = cost.cost_metrics([sol.config], width_mult=W)
+    assert got["macs"][0] <= macs_max and got["params"][0] <= params_max
+    pred = float(bilinear.predict(space.encode_many([sol.config]))[0])
+    assert pred == pytest.approx(sol.value, abs=1e-9)
+    rand = bilinear.predict(space.encode_many(feasible))
+    assert pred >= rand.max() - 1e-12
+    assert space.validate(sol.config) == sol.config
+    free = milp.solve(acc)  # the constraints bind: without them the optimum is different and infeasible
+    assert free.value > sol.value
+    assert cost.cost_metrics([free.config], width_mult=W)["macs"][0] > macs_max
+
+
+def test_exclusion_and_infeasible(space, costs, bilinear) -> None:
+    acc = _acc_model(bilinear, space)
+    bound = {"macs": (costs["macs"], 250e6)}
+    first = milp.solve(acc, bound)
+    second = milp.solve(acc, bound, exclude=[first.config])
+    assert second.config is not None and second.config != first.config
+    assert second.value <= first.value + 1e-12
+    small = float(costs["macs"].value([{"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 160}])[0])
+    none = milp.solve(acc, {"macs": (costs["macs"], small - 1)})
+    assert none.config is None and none.status == "infeasible"
+    just = milp.solve(acc, {"macs": (costs["macs"], small)})
+    assert just.config == codec.normalize_backbone({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 160})
+
+
+def test_front_is_distinct_and_ordered(space, costs, bilinear) -> None:
+    acc = _acc_model(bilinear, space)
+    front = milp.solve_front(acc, costs["macs"], 6)
+    assert len(front) == 6
+    keys = {codec.config_key(s.config) for s in front}
+    assert len(keys) == 6
+    macs = costs["macs"].value([s.config for s in front])
+    vals = [s.value for s in front]
+    assert np.all(np.diff(macs) >= 0) or np.all(np.diff(vals) >= -1e-9)
+    assert vals[-1] == pytest.approx(max(vals))
+
+
+def test_engine_with_milp_optimizer(shared_data) -> None:
+    """A whole (small) search with ``optimizer: milp`` on the OFA oracle: feasible, fresh candidates."""
+    from search.engine import Engine
+    from search.evaluator import get_evaluator
+    from search.spec import load_spec
+
+    spec = load_spec(
+        {
+            "width_mult": 1.2,
+            "resolution": [160, 224],
+            "evaluator": {"kind": "oracle", "path": str(shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz")},
+            "objectives": ["top1_err", "macs"],
+            "constraints": {"macs": 350e6},
+            "constraint_mode": "hard",
+            "predictor": "bilinear",
+            "optimizer": "milp",
+            "n_doe": 30,
+            "n_iter": 4,
+            "iterations": 2,
+        }
+    )
+    eng = Engine(spec)
+    ev = get_evaluator(spec)
+    keys: set[str] = set()
+    it = 0
+    while eng.has_next():
+        cands = eng.ask()
+        new = {codec.config_key(c) for c in cands}
+        assert not (new & keys)  # never proposes an archived config
+        keys |= new
+        if it > 0:
+            assert len(cands) == 4
+            macs = cost.cost_metrics(cands, width_mult=W, n_classes=1000)["macs"]
+            assert np.all(macs <= 350e6)
+        eng.tell([ev.evaluate(c) for c in cands])
+        it += 1
+    assert it == 3
