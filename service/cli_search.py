@@ -128,8 +128,24 @@ def register(app: typer.Typer) -> None:
         save: Path | None = typer.Option(None, "--save", help="write net_i.subnet/net_i.stats of the selection"),
         width: float = typer.Option(1.0, "--width", help="width of a CNAS archive (for its exact costs)"),
         n_classes: int = typer.Option(10, "--n-classes", help="classes of a CNAS archive (for its exact costs)"),
+        verify_latency: bool = typer.Option(
+            False,
+            "--verify-latency",
+            help="measure the selection end to end on the latency table's runtime; exit 1 if any exceeds latency_ms",
+        ),
+        lut: str | None = typer.Option(None, "--lut", help="table for --verify-latency (default: the spec's)"),
+        repeat: int | None = typer.Option(None, "--repeat", help="--verify-latency timed runs (default: the table's)"),
+        warmup: int | None = typer.Option(
+            None, "--warmup", help="--verify-latency warm-up runs (default: the table's)"
+        ),
     ) -> None:
-        """Pick architectures from a finished search (most accurate, lowest METRIC, trade-off, preference)."""
+        """Pick architectures from a finished search (most accurate, lowest METRIC, trade-off, preference).
+
+        ``--verify-latency`` then measures the selected architectures end to end on the runtime the latency table
+        was built with (device, threads, batch size, clock from the table), prints measured vs predicted ms, and
+        exits with code 1 when any measures above the job's ``latency_ms`` bound (2 for a table that cannot be
+        re-measured here, e.g. an imported YAML).
+        """
         from rich.console import Console
         from rich.table import Table
 
@@ -141,6 +157,7 @@ def register(app: typer.Typer) -> None:
         records = records_from_stats(doc)
         constraints: dict[str, float] = {}
         eng = doc.get("engine")
+        sp: dict[str, Any] = {}
         if isinstance(eng, dict):
             sp = eng.get("spec") or {}
             constraints = dict(sp.get("constraints") or {})  # records also carry their feasible flag
@@ -149,6 +166,10 @@ def register(app: typer.Typer) -> None:
                 add_exact_costs(records, width, n_classes)
             except ImportError:
                 pass
+        table_path = (lut or sp.get("latency_table")) if verify_latency else None
+        if verify_latency and not table_path:
+            raise ValueError("--lut: --verify-latency needs a latency table (the run's spec has no latency_table)")
+        lat_table = _verify_table(table_path, float(sp.get("width_mult", width))) if table_path else None
         chosen = do_select(records, n=n, prefer=prefer, n_exits=n_exits, constraints=constraints)
         rows = to_rows(chosen)
         table = Table(title=f"{len(chosen)} selected from {doc['_path']}")
@@ -169,3 +190,63 @@ def register(app: typer.Typer) -> None:
             for i, r in enumerate(chosen):
                 (save / f"net_{i}.subnet").write_text(json.dumps(r["config"]))
                 (save / f"net_{i}.stats").write_text(json.dumps({k: r.get(k) for k in ("metrics", "objectives")}))
+        if lat_table is not None:
+            bound = constraints.get("latency_ms")
+            n_bad = _verify(lat_table, chosen, bound, repeat, warmup)
+            if n_bad:
+                typer.echo(
+                    f"msunas: {n_bad} of {len(chosen)} selected architectures measure above latency_ms {bound:g} ms",
+                    err=True,
+                )
+                raise typer.Exit(1)
+
+
+def _verify_table(path: str, width_mult: float) -> Any:
+    """The latency table of ``--verify-latency``, checked to be re-measurable here and of the run's width."""
+    from supernets.latency import LatencyTable, runtime_of
+
+    table = LatencyTable.load(path, width_mult=width_mult)
+    runtime_of(table)  # a foreign (YAML) table: clear error before anything is measured
+    if table.width_mult != width_mult:
+        raise ValueError(f"--lut: {path} is a width {table.width_mult} table, the run has width {width_mult}")
+    return table
+
+
+def _verify(
+    table: Any, chosen: list[dict[str, Any]], bound: float | None, repeat: int | None, warmup: int | None
+) -> int:
+    """Measure the selection on the table's runtime, print measured vs predicted; the number above ``bound``."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from supernets.latency import machine_info, runtime_of, verify_latency
+
+    rt = {**runtime_of(table), **{k: v for k, v in (("repeat", repeat), ("warmup", warmup)) if v is not None}}
+    here, built = machine_info()["cpu"], (table.meta.get("machine") or {}).get("cpu")
+    if built and built != here:
+        typer.echo(f"msunas: warning: the table was built on {built!r}, measuring on {here!r}", err=True)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"measuring on {rt['device']}", total=len(chosen))
+        rows = verify_latency(
+            table,
+            [r["config"] for r in chosen],
+            bound_ms=bound,
+            repeat=repeat,
+            warmup=warmup,
+            progress=lambda i: bar.update(task, completed=i),
+        )
+    title = f"latency on {rt['device']} ({rt['clock']} clock, {rt['threads']} thread(s), batch {rt['batch_size']})"
+    out = Table(title=title)
+    for c in ("rank", "predicted ms", "measured ms", "error %", "bound ms", ""):
+        out.add_column(c)
+    for i, row in enumerate(rows):
+        err = "-" if row["error_pct"] is None else f"{row['error_pct']:+.1f}"
+        status = {None: "", False: "ok", True: "EXCEEDS"}[row["exceeds"]]
+        bound_s = "-" if bound is None else f"{bound:g}"
+        out.add_row(str(i + 1), f"{row['predicted_ms']:.3f}", f"{row['measured_ms']:.3f}", err, bound_s, status)
+    Console().print(out)
+    n_bad = sum(bool(r["exceeds"]) for r in rows)
+    summary = {"lut": table.source, **rt, "bound_ms": bound, "n_exceed": n_bad, "rows": rows}
+    typer.echo(json.dumps({"verify_latency": summary}))
+    return n_bad

@@ -278,6 +278,12 @@ def _register_select(app: typer.Typer) -> None:
         save: Annotated[Path | None, typer.Option("--save", help="write net_i.subnet/net_i.stats (local only)")] = None,
         width: Annotated[float, typer.Option("--width", help="width of a CNAS archive (local only)")] = 1.0,
         n_classes: Annotated[int, typer.Option("--n-classes", help="classes of a CNAS archive (local only)")] = 10,
+        verify_latency: Annotated[bool, typer.Option("--verify-latency", help="measure the selection on the latency "
+                                                     "table's runtime; exit 1 above latency_ms (local only)")] = False,
+        lut: Annotated[str | None, typer.Option("--lut", help="table for --verify-latency (default: the run "
+                                                "spec's latency_table)")] = None,
+        repeat: Annotated[int | None, typer.Option("--repeat", help="--verify-latency timed runs")] = None,
+        warmup: Annotated[int | None, typer.Option("--warmup", help="--verify-latency warm-up runs")] = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
     ) -> None:
@@ -286,8 +292,10 @@ def _register_select(app: typer.Typer) -> None:
             if local is None:
                 raise ValueError(f"target: {target!r} is not a job id (local selection is not available)")
             local(stats=target, n=n, prefer=prefer, n_exits=n_exits, csv_path=csv_path, save=save, width=width,
-                  n_classes=n_classes)
+                  n_classes=n_classes, verify_latency=verify_latency, lut=lut, repeat=repeat, warmup=warmup)
             return
+        if verify_latency:
+            raise ValueError("--verify-latency: local only (select from the job's search folder to measure)")
         body: dict[str, Any] = {"n": n}
         if prefer:
             body["prefer"] = prefer

@@ -400,6 +400,73 @@ def measure_configs(
     return out
 
 
+def runtime_of(table: LatencyTable) -> dict[str, Any]:
+    """The runtime a table was measured on (device, threads, batch size, clock, repeat, warmup).
+
+    Only tables built by :func:`build_table` record it; a foreign import (NSGANetV2 or once-for-all YAML, timed
+    on another device) cannot be re-measured here, which is a ``ValueError`` saying so.
+    """
+    meta = table.meta
+    if table.style != "msunas" or meta.get("device") not in DEVICES:
+        what = meta.get("format") or table.style
+        raise ValueError(
+            f"latency table: {table.source} is a foreign table ({what}: timed on another device, no recorded runtime);"
+            " it cannot be re-measured here: build a table on this machine with `msunas lut build`"
+        )
+    return {
+        "device": meta["device"],
+        "threads": int(meta.get("threads", 1)),
+        "batch_size": int(meta.get("batch_size", 1)),
+        "clock": meta.get("clock", "wall"),
+        "repeat": int(meta.get("repeat", 30)),
+        "warmup": int(meta.get("warmup", 5)),
+    }
+
+
+def verify_latency(
+    table: LatencyTable,
+    configs: Sequence[Mapping[str, Any]],
+    *,
+    bound_ms: float | None = None,
+    repeat: int | None = None,
+    warmup: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure configs end to end on the table's own runtime and compare with its prediction.
+
+    Why: a LUT bound (hard mode) is only a promise about the prediction; this checks the real networks.
+    Returns one row per config: ``predicted_ms``, ``measured_ms``, ``error_pct`` (measured vs predicted) and
+    ``exceeds`` (measured > ``bound_ms``; ``None`` without a bound). ``repeat``/``warmup`` default to the table's.
+    """
+    rt = runtime_of(table)
+    for name, v, lo in (("repeat", repeat, 1), ("warmup", warmup, 0)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+    configs = [normalize_backbone(c) for c in configs]
+    predicted = table.predict(configs) if configs else np.zeros(0)
+    measured = measure_configs(
+        configs,
+        device=rt["device"],
+        width_mult=table.width_mult,
+        n_classes=table.n_classes,
+        batch_size=rt["batch_size"],
+        threads=rt["threads"],
+        clock=rt["clock"],
+        warmup=rt["warmup"] if warmup is None else warmup,
+        repeat=rt["repeat"] if repeat is None else repeat,
+        progress=progress,
+    )
+    return [
+        {
+            "predicted_ms": float(p),
+            "measured_ms": float(m),
+            "error_pct": float((m - p) / p * 100) if p > 0 else None,
+            "exceeds": None if bound_ms is None else bool(m > bound_ms),
+        }
+        for p, m in zip(predicted, measured, strict=True)
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- the table
 
 
@@ -900,5 +967,7 @@ __all__ = [
     "fit_correction",
     "fixed_blocks",
     "measure_configs",
+    "runtime_of",
     "table_summary",
+    "verify_latency",
 ]
