@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("search.evaluators.supernet", reason="the supernet evaluator (helper eval) has not landed")
-
-from early_exit.metrics import avg_macs  # noqa: E402
-from early_exit.network import backbone_macs  # noqa: E402
-from search.datasets import load_dataset  # noqa: E402
-from search.evaluator import get_evaluator  # noqa: E402
-from search.evaluators.early_exit import EarlyExitEvaluator  # noqa: E402
-from search.spec import load_spec  # noqa: E402
-from supernets.ofa_supernet import build_supernet, save_supernet  # noqa: E402
-from tests.early_exit.conftest import ee_space  # noqa: E402
+from early_exit.metrics import avg_macs
+from early_exit.network import backbone_macs
+from search.datasets import load_dataset
+from search.evaluator import get_evaluator
+from search.evaluators.early_exit import EarlyExitEvaluator
+from search.spec import load_spec
+from supernets.ofa_supernet import build_supernet, save_supernet
+from tests.early_exit.conftest import ee_space
 
 torch.set_num_threads(1)
 
