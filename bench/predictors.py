@@ -112,7 +112,7 @@ def load_datasets_cached() -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
     return _CACHE["d"]
 
 
-def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, float]]:
+def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, Any]]:
     """Fit on 300 CIFAR-10 (run 1) networks and predict 10,000 random genomes; best wall/CPU seconds."""
     _limit_threads()
     G, y, space = load_datasets_cached()["cifar10_run1"]
@@ -167,7 +167,7 @@ def machine() -> dict[str, Any]:
             "loadavg_start": os.getloadavg()}
 
 
-def checks(results: list[dict[str, Any]], times: dict[str, dict[str, float]]) -> dict[str, Any]:
+def checks(results: list[dict[str, Any]], times: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets, evaluated on the measured figures."""
     tab = {(r["dataset"], r["n"], r["model"]): r["tau"] for r in results}
     settings = sorted({(r["dataset"], r["n"]) for r in results})
