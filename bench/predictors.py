@@ -8,7 +8,7 @@ splits, fitting on n = 50, 100, 300 and testing on all the rest, on
 
 Every model sees the same splits; the CNAS-configured baselines (``bench/cnas_baselines.py``, raw integer genome)
 run in the same process pool. Speed: fit on n=300 (CIFAR-10 run 1) and predict 10,000 random genomes, wall and
-CPU seconds, one BLAS/torch thread (so within 2 cores), best of a few repeats.
+CPU seconds, one BLAS/torch thread (so within 2 cores), best of a few repeats (predict: best of 5).
 
 Usage::
 
@@ -128,7 +128,7 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, Any]]:
             m.fit(G[perm], y[perm])
             fw.append(time.perf_counter() - t0)
             fc.append(time.process_time() - c0)
-            for _ in range(3):
+            for _ in range(5):
                 t0, c0 = time.perf_counter(), time.process_time()
                 m.predict(Q)
                 pw.append(time.perf_counter() - t0)
@@ -143,7 +143,7 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, Any]]:
 
         m = get_predictor("as", force="ensemble").fit(G[perm], y[perm])
         pw, pc = [], []
-        for _ in range(3):
+        for _ in range(5):
             t0, c0 = time.perf_counter(), time.process_time()
             m.predict(Q)
             pw.append(time.perf_counter() - t0)
