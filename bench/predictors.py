@@ -119,7 +119,7 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, Any]]:
     perm = np.random.default_rng(0).permutation(len(G))[:300]
     Q = space.encode_many(space.sample(10_000, np.random.default_rng(1)))
     make_model("mlp").fit(G[:50], y[:50])  # warm torch's lazy imports outside the timings
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in models:
         fw, fc, pw, pc = [], [], [], []
         for _ in range(1 if name in ("as", "cnas_carts") else repeats):
