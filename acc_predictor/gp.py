@@ -47,8 +47,10 @@ class GPPredictor(GenomePredictor):
     _default_encoding = "int"
 
     def __init__(self, search_space: Any = None, encoding: str = "auto", mask_inactive: bool = True,
-                 ard: str = "group", max_iter: int = 100, n_restarts: int = 0, random_state: int | None = 0) -> None:
+                 ard: str = "group", max_iter: int = 100, n_restarts: int = 0, init: Any = None,
+                 random_state: int | None = 0) -> None:
         self.search_space = search_space
+        self.init = init
         self.encoding = encoding
         self.mask_inactive = mask_inactive
         self.ard = ard
@@ -97,6 +99,11 @@ class GPPredictor(GenomePredictor):
         bounds = [(np.log(1e-2), np.log(1e2))] * n_g + [(np.log(1e-2), np.log(1e2)), (np.log(1e-6), np.log(1.0))]
         rng = np.random.default_rng(self.random_state)
         starts = [np.concatenate([0.5 * np.log(sizes), [0.0, np.log(0.1)]])]
+        if self.init is not None:  # warm start (e.g. the previous CV fold's optimum): fewer L-BFGS iterations
+            x0 = np.asarray(self.init, dtype=np.float64).reshape(-1)
+            if x0.shape != (n_g + 2,) or not np.all(np.isfinite(x0)):
+                raise ValueError(f"init: expected {n_g + 2} finite log-hyperparameters (theta_), got {x0.shape}")
+            starts[0] = np.clip(x0, [lo for lo, _ in bounds], [hi for _, hi in bounds])
         for _ in range(int(self.n_restarts)):
             starts.append(np.array([rng.uniform(lo, hi) for lo, hi in bounds]))
         best: tuple[float, np.ndarray] | None = None
@@ -137,11 +144,13 @@ class GPPredictor(GenomePredictor):
         with torch.no_grad():
             for s in range(0, len(F), 4096):
                 A = Xq[s : s + 4096]
-                r2 = ((A * A).sum(1)[:, None] + bb - 2.0 * A @ B.T).clamp_min_(0.0)
+                # r2 = |a|^2 + |b|^2 - 2 a.b, then the Matern-5/2 polynomial and exponential, all in place
+                r2 = torch.addmm(bb, A, B.T, alpha=-2.0).add_((A * A).sum(1)[:, None]).clamp_min_(0.0)
                 r = torch.sqrt(r2)
-                Ks = (1.0 + c5 * r + (5.0 / 3.0) * r2).mul_(torch.exp_(r.mul_(-c5))).mul_(self.signal_var_)
-                mean[s : s + 4096] = (Ks @ alpha).numpy()
+                Ks = r2.mul_(5.0 / 3.0).add_(r, alpha=c5).add_(1.0).mul_(torch.exp_(r.mul_(-c5)))
+                mean[s : s + 4096] = (Ks @ alpha).mul_(self.signal_var_).numpy()
                 if std is not None:
+                    Ks.mul_(self.signal_var_)
                     V = torch.linalg.solve_triangular(self.L_, Ks.T, upper=False)
                     var = self.signal_var_ - (V * V).sum(0)
                     std[s : s + 4096] = torch.sqrt(var.clamp_min(0.0)).numpy()

@@ -86,7 +86,17 @@ class RBFPredictor(GenomePredictor):
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
         out = np.empty(len(F))
+        C = self.centers_
+        cc = (C * C).sum(1)[None, :]
         for s in range(0, len(F), 4096):  # chunks bound the (chunk x n_centres) distance matrix
             Fs = F[s : s + 4096]
-            out[s : s + 4096] = (cdist(Fs, self.centers_) ** 3) @ self.weights_ + self.poly_[0] + Fs @ self.poly_[1:]
+            # |a - c|^2 = |a|^2 + |c|^2 - 2 a.c as one BLAS product (scipy's cdist loops: 2x slower at 10k x 300)
+            r2 = Fs @ C.T
+            r2 *= -2.0
+            r2 += cc
+            r2 += (Fs * Fs).sum(1)[:, None]
+            np.maximum(r2, 0.0, out=r2)
+            r3 = np.sqrt(r2)
+            r3 *= r2
+            out[s : s + 4096] = r3 @ self.weights_ + self.poly_[0] + Fs @ self.poly_[1:]
         return out

@@ -159,11 +159,43 @@ def test_as_winner_and_scores(synthetic):
     assert est.winner_ in set(members) | {"ensemble"}
     best = max(est.cv_scores_, key=est.cv_scores_.get)
     assert est.winner_ == best
-    assert all(len(v) == 3 for v in est.cv_fold_scores_.values())
+    assert all(len(v) == 3 * est.n_repeats_ for v in est.cv_fold_scores_.values())
     with pytest.raises(ValueError, match="3-fold"):
         make("as").fit(G[:5], y[:5])
     with pytest.raises(ValueError, match="members"):
         get_predictor("as", members=("as",)).fit(G, y)
+
+
+def test_as_prefers_gp_within_noise_and_ensemble_predict(synthetic):
+    """Within ``margin`` of the top CV score the preferred member wins; the ensemble's shared-encoding predict
+    equals the mean of its members' standardised predictions."""
+    G, y, _, _ = synthetic
+    kw = {"members": ("bilinear", "gp", "quadratic"), "n_folds": 3, "n_repeats": 2}
+    est = get_predictor("as", margin=1.0, **kw).fit(G[:60], y[:60])
+    assert est.winner_ == "gp" and est.n_repeats_ == 2
+    free = get_predictor("as", margin=0.0, **kw).fit(G[:60], y[:60])
+    assert free.winner_ == max(free.cv_scores_, key=free.cv_scores_.get)
+    ens = get_predictor("as", force="ensemble", **kw).fit(G[:60], y[:60])
+    assert ens.winner_ == "ensemble" and len(ens.ensemble_members_) == 3
+    want = np.mean([(m.predict(G) - mu) / sd for m, (mu, sd) in zip(ens.models_, ens.ens_stats_, strict=True)],
+                   axis=0) * ens.y_scale_ + ens.y_mean_
+    np.testing.assert_allclose(ens.predict(G), want, rtol=1e-10, atol=1e-9)
+    with pytest.raises(ValueError, match="force"):
+        get_predictor("as", force="nope", **kw).fit(G[:60], y[:60])
+    with pytest.raises(ValueError, match="margin"):
+        get_predictor("as", margin=-1, **kw).fit(G[:60], y[:60])
+    with pytest.raises(ValueError, match="n_folds"):
+        get_predictor("as", members=("bilinear",), n_folds="many").fit(G[:60], y[:60])
+
+
+def test_gp_init_warm_start(synthetic):
+    G, y, _, _ = synthetic
+    cold = make("gp").fit(G[:60], y[:60])
+    warm = get_predictor("gp", init=cold.theta_).fit(G[:60], y[:60])
+    assert warm.n_iter_ <= cold.n_iter_
+    np.testing.assert_allclose(warm.predict(G[60:]), cold.predict(G[60:]), atol=0.05 * np.std(y))
+    with pytest.raises(ValueError, match="init"):
+        get_predictor("gp", init=[0.0]).fit(G[:60], y[:60])
 
 
 def test_imagenet_loader_dedupes(shared_data):
