@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 def make_predictor(name: str, space: Any, encoding: str = "auto", seed: int = 0) -> Any:
     """A fresh ``acc_predictor`` model: seeded and with ``encoding`` set where the model has those parameters."""
-    from acc_predictor import get_predictor  # type: ignore[attr-defined]
+    from acc_predictor import get_predictor
 
     m = get_predictor(name, search_space=space)
     params = m.get_params()

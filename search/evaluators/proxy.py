@@ -110,7 +110,7 @@ def _load_supernet(job: JobSpec, n_classes: int) -> Any:
     """The job's supernet with its weights (for ``inherit: true``), via the supernet area's loader."""
     if not job.supernet.path:
         raise ValueError("evaluator.inherit: needs supernet.path (a trained once-for-all checkpoint)")
-    from supernets import ofa_supernet  # type: ignore[attr-defined]  # the supernet area (helper "eval")
+    from supernets import ofa_supernet
 
     return ofa_supernet.load_supernet(job.supernet.path, width_mult=job.width_mult, n_classes=n_classes)
 
