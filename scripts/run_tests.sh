@@ -11,6 +11,12 @@ PY
   then
     export MSUNAS_TEST_POSTGRES_URL="$PG_URL_DEFAULT"
     echo "make test: PostgreSQL answers at 127.0.0.1:5432; database tests run on SQLite and PostgreSQL"
+    # the local cluster can be restarted by the reliability test (as root, with Debian's pg_ctlcluster)
+    if [ -z "${MSUNAS_TEST_PG_RESTART_CMD:-}" ] && [ "$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null \
+       && [ -d /etc/postgresql ]; then
+      export MSUNAS_TEST_PG_RESTART_CMD="pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n 1) main restart"
+      echo "make test: the PostgreSQL restart test will restart the local cluster ($MSUNAS_TEST_PG_RESTART_CMD)"
+    fi
   else
     echo "make test: PostgreSQL does not answer at 127.0.0.1:5432; database tests run on SQLite only"
   fi
