@@ -23,22 +23,13 @@ import torch
 
 from supernets import codec, get_search_space
 from supernets.cost import cost_metrics, cost_metrics_full
+from supernets.latency import machine_info
 
 
 def machine() -> dict[str, object]:
     """Platform, CPU model, core count, load and library versions (the figures depend on all of them)."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
+        **machine_info(),
         "loadavg_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -155,16 +155,11 @@ def timing(models: list[str], repeats: int = 2) -> dict[str, dict[str, Any]]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "loadavg_start": os.getloadavg()}
+    """Platform, CPU model, cores (``supernets.latency.machine_info``), Python and the load at the start."""
+    from supernets.latency import machine_info
+
+    info = machine_info()
+    return {**info, "cores": info["cpu_count"], "python": platform.python_version(), "loadavg_start": os.getloadavg()}
 
 
 def checks(results: list[dict[str, Any]], times: dict[str, dict[str, Any]]) -> dict[str, Any]:
