@@ -44,20 +44,10 @@ COST_PROXIES = ("params", "macs")
 
 
 def _oracle(configs: list[dict[str, Any]]) -> np.ndarray:
-    """once-for-all's ImageNet predictor (top-1 %), straight from the .npz described in shared/data/README.md."""
-    w = np.load(DATA / "ofa_imagenet_predictor" / "acc_predictor.npz")
-    x = np.zeros((len(configs), 128))
-    for n, c in enumerate(configs):
-        for s in range(5):
-            for j in range(c["d"][s]):
-                slot = 4 * s + j
-                x[n, slot * 3 + (3, 5, 7).index(c["ks"][slot])] = 1
-                x[n, 60 + slot * 3 + (3, 4, 6).index(c["e"][slot])] = 1
-        x[n, 120 + min(max((c["r"] - 112) // 16, 0), 7)] = 1
-    h = x
-    for i in (0, 2, 4):
-        h = np.maximum(h @ w[f"{i}.weight"].T + w[f"{i}.bias"], 0.0)
-    return 100.0 * (h @ w["6.weight"].T + w["6.bias"]).reshape(-1)
+    """once-for-all's ImageNet predictor (top-1 %), through the oracle evaluator."""
+    from search.evaluators.oracle import OracleEvaluator
+
+    return OracleEvaluator(DATA / "ofa_imagenet_predictor" / "acc_predictor.npz").predict_top1(configs)
 
 
 def _init_worker() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from search import milp
+from search.evaluators.oracle import OracleEvaluator
 from supernets import codec, cost
 from supernets.spaces import get_search_space
 from tests.conftest import shared_data_dir
@@ -36,20 +37,8 @@ def bilinear(space, shared_data):
 
 
 def ofa_oracle(path, configs) -> np.ndarray:
-    """once-for-all's ImageNet accuracy predictor (top-1 %), the MLP of shared/data/README.md."""
-    w = np.load(path)
-    x = np.zeros((len(configs), 128))
-    for n, c in enumerate(configs):
-        for s in range(5):
-            for j in range(c["d"][s]):
-                slot = 4 * s + j
-                x[n, slot * 3 + (3, 5, 7).index(c["ks"][slot])] = 1
-                x[n, 60 + slot * 3 + (3, 4, 6).index(c["e"][slot])] = 1
-        x[n, 120 + min(max((c["r"] - 112) // 16, 0), 7)] = 1
-    h = x
-    for i in (0, 2, 4):
-        h = np.maximum(h @ w[f"{i}.weight"].T + w[f"{i}.bias"], 0.0)
-    return 100.0 * (h @ w["6.weight"].T + w["6.bias"]).reshape(-1)
+    """once-for-all's ImageNet accuracy predictor (top-1 %), through the oracle evaluator."""
+    return OracleEvaluator(path).predict_top1(configs)
 
 
 def _acc_model(model, space):
