@@ -19,7 +19,6 @@ Metrics: ``top1`` (as deployed: each sample scored at the exit it leaves), ``avg
 from __future__ import annotations
 
 import time
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,7 +26,6 @@ import torch
 from early_exit.evaluate import EarlyExitSettings, present_loss_weights, score_exits
 from early_exit.network import EarlyExitNet, exits_of, predict_exits, train_joint
 from search.evaluators.supernet import SupernetEvaluator
-from supernets import codec
 from supernets.finetune import recalibrate_bn
 from supernets.ofa_supernet import extract_subnet
 
@@ -68,7 +66,7 @@ class EarlyExitEvaluator(SupernetEvaluator):
             torch.set_num_threads(o.num_threads)
         cfg = self.space.validate(config)
         r = int(cfg["r"])
-        seed = (self.job.seed * 1_000_003 + zlib.crc32(codec.config_key(cfg).encode())) % (2**63 - 1)
+        seed = self.candidate_seed(cfg)
         t0 = time.perf_counter()
         sub = extract_subnet(self.supernet, {k: cfg[k] for k in _BACKBONE}).to(self.device)
         t1 = time.perf_counter()

@@ -158,6 +158,10 @@ class SupernetEvaluator(Evaluator):
         return -(-n // self.opts.batch_size)
 
     # -------------------------------------------------------------------------------- one candidate
+    def candidate_seed(self, cfg: dict[str, Any]) -> int:
+        """Seed of one candidate's data order and fine-tuning: the job seed and the config's key."""
+        return (self.job.seed * 1_000_003 + zlib.crc32(codec.config_key(cfg).encode())) % (2**63 - 1)
+
     def prepare(self, config: dict[str, Any]) -> tuple[nn.Module, dict[str, float]]:
         """Extract, recalibrate BN and fine-tune ``config``'s subnet; returns (network, training metrics + times).
 
@@ -168,7 +172,7 @@ class SupernetEvaluator(Evaluator):
             torch.set_num_threads(o.num_threads)
         cfg = self.space.validate(config)
         r = int(cfg["r"])
-        seed = (self.job.seed * 1_000_003 + zlib.crc32(codec.config_key(cfg).encode())) % (2**63 - 1)
+        seed = self.candidate_seed(cfg)
         t0 = time.perf_counter()
         net = extract_subnet(self.supernet, cfg).to(self.device)
         if o.channels_last:
