@@ -5,6 +5,7 @@ one. A job is visible only to the token that submitted it (others get 404, as if
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +28,8 @@ from service.db import Database, StorageError, check_schema
 from service.settings import Settings
 
 PROBLEM = "application/problem+json"
-SUMMARY_CACHE_SECONDS = 0.25  # GET /jobs/{id} answers from memory for this long
+SUMMARY_CACHE_SECONDS = 0.25  # GET /jobs/{id} answers from memory for this long, then refreshes in the background
+SUMMARY_STALE_MAX_SECONDS = 1.0  # ... and waits for the database once its answer is this far past due
 TOKEN_CACHE_SECONDS = 10.0  # a known token is re-checked against the database at most this often
 MAX_ID = 2**62
 JobId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
@@ -203,8 +206,10 @@ def _iteration_out(it: Any, with_state: bool = False) -> dict[str, Any]:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def owner(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> int:
-    """The token id of the request's bearer token (401 problem when missing or unknown)."""
+async def owner(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> int:
+    """The token id of the request's bearer token (401 problem when missing or unknown).
+
+    Async so that a cached token costs no thread-pool hop; an unknown one is checked in the thread pool."""
     unauthorized = {"WWW-Authenticate": "Bearer"}
     if cred is None or cred.scheme.lower() != "bearer":
         raise Problem(401, "Unauthorized", "Authorization: a bearer token is needed "
@@ -215,8 +220,19 @@ def owner(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None,
     if hit is not None and hit[1] > now:
         return hit[0]
     db: Database = request.app.state.db
-    with db.transaction() as s:
-        tid = repo.authenticate(s, cred.credentials)
+
+    def check() -> int | None:
+        with db.transaction() as s:
+            return repo.authenticate(s, cred.credentials)
+
+    locks: dict[str, asyncio.Lock] = request.app.state.token_locks
+    async with locks.setdefault(cred.credentials, asyncio.Lock()):  # one database check per token at a time
+        hit = cache.get(cred.credentials)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        tid = await run_in_threadpool(check)
+    if len(locks) > 10_000:
+        locks.clear()
     if tid is not None:
         if len(cache) > 10_000:
             cache.clear()
@@ -247,6 +263,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     app.state.db = db
     app.state.settings = settings
     app.state.token_cache = {}
+    app.state.token_locks = {}
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     # ---- errors
@@ -345,25 +362,46 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
             raise not_found(e) from None
 
     summary_cache: dict[tuple[int, int], tuple[float, bytes]] = {}
+    refreshing: dict[tuple[int, int], asyncio.Task[tuple[float, bytes]]] = {}
 
     def _invalidate(job_id: int) -> None:
         for key in [k for k in summary_cache if k[1] == job_id]:
             summary_cache.pop(key, None)
 
     @app.get("/jobs/{job_id}", tags=["jobs"], response_model=dict[str, Any])
-    def get_job(job_id: JobId, tid: Owner) -> Response:
-        """State, progress (iteration, evaluations), HV history and the best architectures so far (at most
-        ``SUMMARY_CACHE_SECONDS`` old: many pollers of one job cost one database read per that interval)."""
-        now = time.monotonic()
-        hit = summary_cache.get((tid, job_id))
-        if hit is not None and hit[0] > now:
-            return Response(hit[1], media_type="application/json")
+    async def get_job(job_id: JobId, tid: Owner) -> Response:
+        """State, progress (iteration, evaluations), HV history and the best architectures so far.
+
+        Answered from memory: an entry older than ``SUMMARY_CACHE_SECONDS`` is refreshed by one background
+        database read while pollers keep getting the previous answer, so many pollers of one job cost one read
+        per interval and never wait for the database (only a job's first request does, or any request once
+        the answer is ``SUMMARY_STALE_MAX_SECONDS`` past due, as when the database is down)."""
+        key = (tid, job_id)
+        hit, now = summary_cache.get(key), time.monotonic()
+        if hit is None or hit[0] + SUMMARY_STALE_MAX_SECONDS <= now:  # none, or too old to show: wait for it
+            return Response((await _refresh(key))[1], media_type="application/json")
+        if hit[0] <= now and key not in refreshing:
+            task = refreshing[key] = asyncio.create_task(_refresh(key))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # errors surface to the next waiter
+        return Response(hit[1], media_type="application/json")
+
+    async def _refresh(key: tuple[int, int]) -> tuple[float, bytes]:
+        try:
+            return await run_in_threadpool(_summary, *key)
+        except Problem:
+            summary_cache.pop(key, None)  # the job is gone (or not the caller's): answer 404 from now on
+            raise
+        finally:
+            refreshing.pop(key, None)
+
+    def _summary(tid: int, job_id: int) -> tuple[float, bytes]:
         with db.transaction() as s:
             body = json.dumps(repo.job_summary(s, _get(s, tid, job_id)), separators=(",", ":")).encode()
         if len(summary_cache) > 10_000:
             summary_cache.clear()
-        summary_cache[(tid, job_id)] = (now + SUMMARY_CACHE_SECONDS, body)
-        return Response(body, media_type="application/json")
+        entry = (time.monotonic() + SUMMARY_CACHE_SECONDS, body)
+        summary_cache[(tid, job_id)] = entry
+        return entry
 
     @app.post("/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel(job_id: JobId, tid: Owner) -> dict[str, Any]:

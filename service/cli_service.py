@@ -9,6 +9,7 @@ Client commands (``submit``, ``status``, ``watch``, ``select``) talk to ``--url`
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -180,6 +181,8 @@ def register(app: typer.Typer) -> None:
                     finally:
                         self._captured_signals.clear()
 
+        gc.collect()
+        gc.freeze()  # the app's import-time objects leave the collector's scans: shorter pauses while serving
         try:
             _Server(uvicorn.Config(api, host=host, port=port, log_level="info")).run()
         finally:

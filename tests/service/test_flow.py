@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
+from service import api
 from service import repository as repo
 from service.api import create_app
 from service.settings import Settings
@@ -70,6 +71,7 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         assert r.status_code == 202 and r.json()["state"] == "queued"
         assert [x["iteration"] for x in c.get(f"/jobs/{jid}", headers=h).json()["hv_history"]] == [0]
         Worker(Settings(db_url=db_url, poll_seconds=0.01)).run(max_idle_seconds=0.5)
+        time.sleep(api.SUMMARY_CACHE_SECONDS + api.SUMMARY_STALE_MAX_SECONDS)  # the longest a summary is stale
         j2 = c.get(f"/jobs/{jid}", headers=h).json()
         assert j2["state"] == "succeeded" and j2["hv_history"] == j["hv_history"]
     app.state.db.dispose()
