@@ -35,7 +35,10 @@ def register(app: typer.Typer) -> None:
         clock: str = typer.Option(
             "wall", "--clock", help="wall (latency) | cpu (thread CPU time, threads 1: for a loaded machine)."
         ),
-        repeat: int = typer.Option(30, "--repeat", help="Timed runs per block (the median is stored)."),
+        statistic: str = typer.Option(
+            "median", "--statistic", help="median | min of the timed runs (min repeats best on a noisy shared machine)."
+        ),
+        repeat: int = typer.Option(30, "--repeat", help="Timed runs per block (their --statistic is stored)."),
         warmup: int = typer.Option(5, "--warmup", help="Untimed runs before timing."),
         n_classes: int = typer.Option(1000, "--n-classes"),
         calibrate: int = typer.Option(
@@ -58,6 +61,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             threads=threads,
             clock=clock,
+            statistic=statistic,
             repeat=repeat,
             warmup=warmup,
             calibrate=calibrate,

@@ -66,6 +66,7 @@ from supernets.cost import conv_out, mid_channels
 
 DEVICES: tuple[str, ...] = ("onnxruntime-cpu", "torch-cpu", "torch-cuda")
 CLOCKS: tuple[str, ...] = ("wall", "cpu")
+STATISTICS: tuple[str, ...] = ("median", "min")  # of the timed runs: what a table entry / a measurement is
 FORMAT = "msunas-lut/1"
 STYLES: tuple[str, ...] = ("msunas", "nsganetv2", "ofa")
 N_CHOICES = len(KERNELS) * len(EXPANDS)
@@ -266,11 +267,14 @@ class Runtime:
     that inflates wall time on a shared, oversubscribed machine (it still includes cache interference).
     """
 
-    def __init__(self, device: str, threads: int = 1, batch_size: int = 1, clock: str = "wall") -> None:
+    def __init__(self, device: str, threads: int = 1, batch_size: int = 1, clock: str = "wall",
+                 statistic: str = "median") -> None:
         if device not in DEVICES:
             raise ValueError(f"device: expected one of {list(DEVICES)}, got {device!r}")
         if clock not in CLOCKS:
             raise ValueError(f"clock: expected one of {list(CLOCKS)}, got {clock!r}")
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {list(STATISTICS)}, got {statistic!r}")
         if clock == "cpu" and (threads != 1 or device == "torch-cuda"):
             raise ValueError("clock: 'cpu' (thread CPU time) needs threads=1 and a CPU device")
         for name, v in (("threads", threads), ("batch_size", batch_size)):
@@ -281,6 +285,7 @@ class Runtime:
         if device == "torch-cuda" and not torch.cuda.is_available():
             raise ValueError("device torch-cuda: CUDA is not available on this machine (no GPU or no CUDA torch)")
         self.device, self.threads, self.batch_size, self.clock = device, threads, batch_size, clock
+        self.statistic = statistic
         if device.startswith("torch"):  # ORT sessions get their own thread count
             torch.set_num_threads(threads)
 
@@ -288,7 +293,8 @@ class Runtime:
         """Runtime name and versions (recorded in the table)."""
         import torch
 
-        out: dict[str, Any] = {"device": self.device, "clock": self.clock, "torch": torch.__version__}
+        out: dict[str, Any] = {"device": self.device, "clock": self.clock, "statistic": self.statistic,
+                               "torch": torch.__version__}
         if self.device == "onnxruntime-cpu":
             import onnxruntime as ort
 
@@ -299,27 +305,36 @@ class Runtime:
         return out
 
     def measure(self, module: Any, input_shape: Sequence[int], warmup: int, repeat: int) -> dict[str, float]:
-        """``{"ms": median, "min_ms", "mean_ms", "std_ms"}`` of ``repeat`` runs after ``warmup`` runs."""
+        """``{"ms", "min_ms", "mean_ms", "std_ms"}`` of ``repeat`` runs after ``warmup`` runs (``ms``: the
+        runtime's ``statistic``, median by default; ``min`` is the repeatable one on a noisy shared machine)."""
+        return self.time(self.runner(module, input_shape), warmup, repeat)
+
+    def runner(self, module: Any, input_shape: Sequence[int]) -> Callable[[], None]:
+        """A callable running ``module`` once on a fixed random input on this runtime (ONNX export done here)."""
         import torch
 
         x = torch.rand(*input_shape)
         module = module.eval()
         if self.device == "onnxruntime-cpu":
-            run = self._ort_runner(module, x)
-        elif self.device == "torch-cpu":
+            return self._ort_runner(module, x)
+        if self.device == "torch-cpu":
 
             def run() -> None:
                 with torch.inference_mode():
                     module(x)
 
-        else:
-            mod, xc = module.cuda(), x.cuda()
+            return run
+        mod, xc = module.cuda(), x.cuda()
 
-            def run() -> None:
-                with torch.inference_mode():
-                    mod(xc)
-                torch.cuda.synchronize()
+        def run_cuda() -> None:
+            with torch.inference_mode():
+                mod(xc)
+            torch.cuda.synchronize()
 
+        return run_cuda
+
+    def time(self, run: Callable[[], None], warmup: int, repeat: int) -> dict[str, float]:
+        """Statistics (ms) of ``repeat`` timed calls of ``run`` after ``warmup`` untimed ones."""
         for _ in range(warmup):
             run()
         timer = time.perf_counter if self.clock == "wall" else time.thread_time
@@ -329,7 +344,7 @@ class Runtime:
             run()
             times.append((timer() - t) * 1e3)
         return {
-            "ms": statistics.median(times),
+            "ms": statistics.median(times) if self.statistic == "median" else min(times),
             "min_ms": min(times),
             "mean_ms": statistics.fmean(times),
             "std_ms": statistics.pstdev(times),
@@ -375,12 +390,21 @@ def measure_configs(
     warmup: int = 10,
     repeat: int = 30,
     clock: str = "wall",
+    statistic: str = "median",
+    rounds: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """End-to-end latency (ms, median of ``repeat`` runs) of each config's subnet extracted with ``ofa``."""
+    """End-to-end latency (ms) of each config's subnet extracted with ``ofa``: the ``statistic`` (median or min)
+    of ``repeat`` runs.
+
+    With ``rounds > 1`` the configs are timed in ``rounds`` interleaved passes of ``repeat // rounds`` runs each
+    and each gets the median (or min) over its passes: a burst of load on a shared machine then spoils one pass of
+    many configs, not all the runs of one (rankings stay fair); all subnets stay loaded meanwhile."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
-    rt = Runtime(device, threads, batch_size, clock)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= repeat:
+        raise ValueError(f"rounds: expected an integer in 1..repeat ({repeat}), got {rounds!r}")
+    rt = Runtime(device, threads, batch_size, clock, statistic)
     width_mult = check_width(width_mult)
     net = OFAMobileNetV3(
         n_classes=_check_n_classes(n_classes),
@@ -390,13 +414,27 @@ def measure_configs(
         depth_list=[2, 3, 4],
     )
     out = np.empty(len(configs))
+    per_pass = repeat // rounds
+    runners: list[Callable[[], None]] = []
     for i, config in enumerate(configs):
         c = normalize_backbone(config)
         net.set_active_subnet(ks=c["ks"], e=c["e"], d=c["d"])
         sub = net.get_active_subnet(preserve_weight=False)
-        out[i] = rt.measure(sub, (batch_size, 3, c["r"], c["r"]), warmup, repeat)["ms"]
-        if progress is not None:
-            progress(i + 1)
+        run = rt.runner(sub, (batch_size, 3, c["r"], c["r"]))
+        if rounds == 1:
+            out[i] = rt.time(run, warmup, repeat)["ms"]
+            if progress is not None:
+                progress(i + 1)
+        else:
+            runners.append(run)
+    if rounds > 1:
+        passes = np.empty((rounds, len(configs)))
+        for k in range(rounds):
+            for i, run in enumerate(runners):
+                passes[k, i] = rt.time(run, warmup if k == 0 else 2, per_pass)["ms"]
+                if progress is not None:
+                    progress(k * len(configs) + i + 1)
+        out = np.median(passes, axis=0) if statistic == "median" else passes.min(axis=0)
     return out
 
 
@@ -418,6 +456,7 @@ def runtime_of(table: LatencyTable) -> dict[str, Any]:
         "threads": int(meta.get("threads", 1)),
         "batch_size": int(meta.get("batch_size", 1)),
         "clock": meta.get("clock", "wall"),
+        "statistic": meta.get("statistic", "median"),
         "repeat": int(meta.get("repeat", 30)),
         "warmup": int(meta.get("warmup", 5)),
     }
@@ -452,6 +491,7 @@ def verify_latency(
         batch_size=rt["batch_size"],
         threads=rt["threads"],
         clock=rt["clock"],
+        statistic=rt["statistic"],
         warmup=rt["warmup"] if warmup is None else warmup,
         repeat=rt["repeat"] if repeat is None else repeat,
         progress=progress,
@@ -668,14 +708,9 @@ class LatencyTable:
 
     def block_sum(self, configs: Any) -> np.ndarray:
         """Sum of the block latencies (ms) of each config, no correction; ``ValueError`` naming a missing block."""
-        if isinstance(configs, Mapping) and np.ndim(configs.get("d", [[0]])) == 1:
-            configs = [configs]
-        if isinstance(configs, Mapping):
-            a = {k: np.asarray(configs[k], dtype=np.int64) for k in ("ks", "e", "d", "r")}
-        else:
-            if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence):
-                raise ValueError(f"configs: expected a list of config dicts, got {type(configs).__name__}")
-            a = backbone_arrays([normalize_backbone(c) for c in configs])
+        return self._sum(_arrays(configs))
+
+    def _sum(self, a: Mapping[str, np.ndarray]) -> np.ndarray:
         ks, e, d, r = a["ks"], a["e"], a["d"], a["r"]
         n = len(r)
         if n == 0:
@@ -702,14 +737,20 @@ class LatencyTable:
         return vals.sum(axis=1) + np.array([p[1] for p in per])[r_inv]
 
     def predict(self, configs: Any, *, raw: bool = False) -> np.ndarray:
-        """Predicted latency (ms) of each config: ``scale * block_sum + offset_ms`` (``raw``: the plain sum).
+        """Predicted latency (ms) of each config: ``scale * block_sum + per_layer_ms * layers + offset_ms``
+        (``raw``: the plain sum; ``layers``: the config's MBConv layers, sum of ``d``).
 
         ``configs``: a list of config dicts, one config, or stacked arrays (``codec.backbone_arrays``).
         """
-        s = self.block_sum(configs)
+        a = _arrays(configs)
+        s = self._sum(a)
         if raw or not self.correction:
             return s
-        return self.correction["scale"] * s + self.correction["offset_ms"]
+        c = self.correction
+        out = c["scale"] * s + c["offset_ms"]
+        if c.get("per_layer_ms"):
+            out = out + c["per_layer_ms"] * a["d"].sum(axis=1)
+        return out
 
     def breakdown(self, config: Mapping[str, Any]) -> list[tuple[str, float | None]]:
         """(key, ms) of each block of one config, in execution order (``None`` where the table lacks it)."""
@@ -717,31 +758,60 @@ class LatencyTable:
         get = self._lookup(c["r"])
         return [(b.key(self.style), get(b)) for b in config_blocks(c, self.width_mult, self.n_classes)]
 
-    def set_correction(self, lut_ms: Any, measured_ms: Any, **info: Any) -> dict[str, Any]:
-        """Fit ``measured = scale * lut + offset_ms`` (least squares) and store it with its fit statistics."""
+    def set_correction(
+        self, lut_ms: Any, measured_ms: Any, *, layers: Any = None, **info: Any
+    ) -> dict[str, Any]:
+        """Fit and store the bias correction with its fit statistics.
+
+        ``measured = scale * lut + offset_ms`` (least squares); with ``layers`` (each subnet's MBConv layer count)
+        and at least 6 measurements, also a cost per executed layer, ``+ per_layer_ms * layers``: the overhead
+        between layers that standalone blocks miss grows with depth, which a global scale cannot rank. The
+        per-layer term is kept only when it is positive and the scale stays positive."""
         x, y = np.asarray(lut_ms, dtype=float), np.asarray(measured_ms, dtype=float)
         if len(x) < 2:
             raise ValueError("correction: needs at least 2 end-to-end measurements")
-        if np.ptp(x) > 0:
-            scale, offset = np.polyfit(x, y, 1)
-        else:
-            scale, offset = 1.0, float(np.mean(y - x))
-        if scale <= 0:  # degenerate fit (noise): keep a pure offset
-            scale, offset = 1.0, float(np.mean(y - x))
-        pred = scale * x + offset
+        per_layer = 0.0
+        n_l = None if layers is None else np.asarray(layers, dtype=float)
+        if n_l is not None and len(n_l) != len(x):
+            raise ValueError(f"layers: expected {len(x)} layer counts, got {len(n_l)}")
+        if n_l is not None and len(x) >= 6 and np.ptp(n_l) > 0 and np.ptp(x) > 0:
+            (scale, per_layer, offset), *_ = np.linalg.lstsq(np.c_[x, n_l, np.ones_like(x)], y, rcond=None)
+            if scale <= 0 or per_layer <= 0:
+                per_layer = 0.0
+        if per_layer == 0.0:
+            if np.ptp(x) > 0:
+                scale, offset = np.polyfit(x, y, 1)
+            else:
+                scale, offset = 1.0, float(np.mean(y - x))
+            if scale <= 0:  # degenerate fit (noise): keep a pure offset
+                scale, offset = 1.0, float(np.mean(y - x))
+        pred = scale * x + offset + (per_layer * n_l if n_l is not None and per_layer else 0.0)
         self.correction = {
             "kind": "linear",
             "scale": float(scale),
             "offset_ms": float(offset),
+            "per_layer_ms": float(per_layer),
             "n": len(x),
             "lut_ms": [float(v) for v in x],
             "measured_ms": [float(v) for v in y],
+            **({"layers": [int(v) for v in n_l]} if n_l is not None else {}),
             "mape_raw_pct": _mape(x, y),
             "mape_corrected_in_sample_pct": _mape(pred, y),
             **info,
         }
         self._cache.clear()
         return self.correction
+
+
+def _arrays(configs: Any) -> dict[str, np.ndarray]:
+    """Stacked ``ks/e/d/r`` arrays of one config, a list of configs, or already stacked arrays."""
+    if isinstance(configs, Mapping) and np.ndim(configs.get("d", [[0]])) == 1:
+        configs = [configs]
+    if isinstance(configs, Mapping):
+        return {k: np.asarray(configs[k], dtype=np.int64) for k in ("ks", "e", "d", "r")}
+    if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence):
+        raise ValueError(f"configs: expected a list of config dicts, got {type(configs).__name__}")
+    return backbone_arrays([normalize_backbone(c) for c in configs])
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:
@@ -781,6 +851,7 @@ def build_table(
     batch_size: int = 1,
     threads: int = 1,
     clock: str = "wall",
+    statistic: str = "median",
     repeat: int = 30,
     warmup: int = 5,
     calibrate: int = 10,
@@ -806,9 +877,10 @@ def build_table(
     res_list = sorted(set(int(r) for r in resolutions))
     if res_list[0] < 32:
         raise ValueError(f"resolutions: expected >= 32, got {res_list[0]}")
-    rt = Runtime(device, threads, batch_size, clock)
+    rt = Runtime(device, threads, batch_size, clock, statistic)
     settings: dict[str, Any] = {
         "clock": clock,
+        "statistic": statistic,
         "device": device,
         "width_mult": width_mult,
         "n_classes": n_classes,
@@ -818,7 +890,8 @@ def build_table(
     path = Path(out)
     if path.exists():
         table = LatencyTable.load(path)
-        old = {k: table.meta.get(k, getattr(table, k, "wall" if k == "clock" else None)) for k in settings}
+        defaults = {"clock": "wall", "statistic": "median"}
+        old = {k: table.meta.get(k, getattr(table, k, defaults.get(k))) for k in settings}
         for k, v in settings.items():
             if old[k] != v:
                 raise ValueError(f"{k}: {path} was built with {k}={old[k]!r}, not {v!r} (use another --out)")
@@ -891,12 +964,14 @@ def fit_correction(
             batch_size=table.meta["batch_size"],
             threads=table.meta["threads"],
             clock=table.meta.get("clock", "wall"),
+            statistic=table.meta.get("statistic", "median"),
             warmup=warmup,
             repeat=repeat,
             progress=lambda i: bar.update(task, completed=i),
         )
     lut = table.block_sum(configs)
-    return table.set_correction(lut, measured, configs=configs, repeat=repeat, seed=seed)
+    layers = [sum(normalize_backbone(c)["d"]) for c in configs]
+    return table.set_correction(lut, measured, layers=layers, configs=configs, repeat=repeat, seed=seed)
 
 
 class _NullProgress:
@@ -946,7 +1021,9 @@ def table_summary(table: LatencyTable) -> dict[str, Any]:
         "n_classes": table.n_classes,
         "entries": len(table.entries) or sum(len(v) for v in table.per_resolution.values()),
     }
-    for k in ("device", "clock", "batch_size", "threads", "repeat", "resolutions", "complete", "build_seconds"):
+    keys = ("device", "clock", "statistic", "batch_size", "threads", "repeat", "resolutions", "complete",
+            "build_seconds")
+    for k in keys:
         if k in table.meta:
             out[k] = table.meta[k]
     if table.correction:

@@ -131,6 +131,24 @@ def test_correction_is_fitted_from_end_to_end_measurements(tiny_table) -> None:
         table.set_correction([1.0], [2.0])
 
 
+def test_correction_with_a_cost_per_layer(tiny_table) -> None:
+    """Measurements made of a block sum plus a per-layer overhead: the 3-term fit recovers it exactly and
+    predict() applies it (the ranking a global scale cannot fix); a negative per-layer fit falls back."""
+    table, _ = tiny_table
+    configs = get_search_space("mobilenetv3", lr=32, ur=32).sample(8, np.random.default_rng(3))
+    lut = table.block_sum(configs)
+    layers = np.array([sum(codec.normalize_backbone(c)["d"]) for c in configs])
+    measured = 1.5 * lut + 0.2 * layers + 0.7
+    c = table.set_correction(lut, measured, layers=layers)
+    assert c["scale"] == pytest.approx(1.5) and c["per_layer_ms"] == pytest.approx(0.2)
+    assert c["offset_ms"] == pytest.approx(0.7, abs=1e-6) and c["mape_corrected_in_sample_pct"] < 1e-6
+    np.testing.assert_allclose(table.predict(configs), measured, rtol=1e-9)
+    c = table.set_correction(lut, 1.5 * lut - 0.2 * layers + 5.0, layers=layers)
+    assert c["per_layer_ms"] == 0.0  # a negative overhead per layer is noise: plain scale + offset
+    with pytest.raises(ValueError, match="layers"):
+        table.set_correction(lut, measured, layers=layers[:3])
+
+
 def test_build_resumes_a_partial_table(tmp_path) -> None:
     path = tmp_path / "part.json"
     kw = dict(device="torch-cpu", width_mult=1.2, resolutions=[32], repeat=2, warmup=0, calibrate=0, progress=False)
@@ -161,10 +179,23 @@ def test_onnxruntime_blocks_and_end_to_end(tmp_path) -> None:
     configs = get_search_space("mobilenetv3", lr=32, ur=36).sample(2, np.random.default_rng(0))
     ms = measure_configs(configs, device="onnxruntime-cpu", warmup=1, repeat=3)
     assert ms.shape == (2,) and (ms > 0).all()
+    seen: list[int] = []  # interleaved passes: every config once per pass, progress over all passes
+    ms2 = measure_configs(configs, device="onnxruntime-cpu", warmup=1, repeat=4, rounds=2, progress=seen.append)
+    assert ms2.shape == (2,) and (ms2 > 0).all() and seen == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="rounds"):
+        measure_configs(configs, repeat=3, rounds=4)
+    b = enumerate_blocks(1.0, [32])[0]
+    st = Runtime("onnxruntime-cpu", statistic="min").measure(b.build(), b.input_shape(1), warmup=0, repeat=3)
+    assert st["ms"] == st["min_ms"]
+    with pytest.raises(ValueError, match="statistic"):
+        Runtime("onnxruntime-cpu", statistic="mean")
     path = tmp_path / "ort.json"
     build_table(path, device="onnxruntime-cpu", resolutions=[32], repeat=2, warmup=0, progress=False, max_blocks=6)
     stored = json.loads(path.read_text())
     assert len(stored["entries"]) == 6 and stored["runtime"]["onnxruntime"]
+    assert stored["statistic"] == "median"
+    with pytest.raises(ValueError, match="statistic: .* was built with statistic='median'"):  # resume keeps it
+        build_table(path, device="onnxruntime-cpu", resolutions=[32], statistic="min", progress=False)
 
 
 def test_cpu_clock() -> None:
