@@ -686,7 +686,7 @@
       return;
     }
     const xs = hist.map((p) => p.iteration);
-    const xd = xs.length > 1 ? [Math.min(...xs) - 0.3, Math.max(...xs) + 0.3] : [xs[0] - 1, xs[0] + 1];
+    const xd = [Math.min(...xs) - (xs.length > 1 ? 0.3 : 0.5), Math.max(...xs) + (xs.length > 1 ? 0.3 : 0.5)];
     const f = frame(svg, { W: 480, H: 240, xd, yd: domain(hist.map((p) => p.hv), 0.1), xlabel: "iteration",
       ylabel: "hypervolume", xint: true });
     svg.append(sv("path", { class: "hv-line", d: hist.map((p, i) => `${i ? "L" : "M"}${f.x(p.iteration)},${f.y(p.hv)}`).join("") }));
