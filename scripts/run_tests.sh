@@ -21,6 +21,19 @@ PY
     echo "make test: PostgreSQL does not answer at 127.0.0.1:5432; database tests run on SQLite only"
   fi
 fi
+# the dashboard's end-to-end tests drive Debian's chromium (never a downloaded browser): install it when we can
+CHROMIUM="${MSUNAS_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "make test: installing Debian's chromium for the dashboard's browser tests (apt-get, quietly)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; }; } \
+      || echo "make test: could not install chromium; the dashboard's browser tests will skip"
+  else
+    echo "make test: no $CHROMIUM (and not root with apt-get); the dashboard's browser tests will skip"
+  fi
+fi
 export MSUNAS_SHARED_DATA="${MSUNAS_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 .venv/bin/python -m pytest "$@"
 rc=$?

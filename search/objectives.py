@@ -103,6 +103,29 @@ CONSTRAINTS: dict[str, tuple[str, float]] = {
     "avg_macs": ("avg_macs", MILLION),
 }
 
+# objective -> the constraint that bounds it directly (plots draw it as a line on that objective's axis)
+OBJECTIVE_CONSTRAINT: dict[str, str] = {
+    "params": "params",
+    "macs": "macs",
+    "activations": "activations",
+    "latency": "latency_ms",
+    "avg_macs": "avg_macs",
+}
+
+
+def constraint_lines(objectives: Sequence[str], constraints: Mapping[str, float] | None) -> list[dict[str, Any]]:
+    """The constraints that bound an objective directly, in that objective's unit (millions for counts, ms):
+    ``[{"axis": i, "objective": name, "constraint": key, "value": v}]`` -- what plots draw as a line."""
+    out: list[dict[str, Any]] = []
+    for i, name in enumerate(objectives):
+        key = OBJECTIVE_CONSTRAINT.get(name)
+        if key is None or not constraints or constraints.get(key) is None:
+            continue
+        value = float(constraints[key]) / CONSTRAINTS[key][1]
+        out.append({"axis": i, "objective": name, "constraint": key, "value": value})
+    return out
+
+
 LatencyFn = Callable[[Sequence[Mapping[str, Any]]], np.ndarray]
 _LATENCY_PROVIDER: list[Callable[[str, float], LatencyFn]] = []
 

@@ -1,6 +1,8 @@
-"""The REST API (FastAPI). Thin routes: authenticate, validate, call :mod:`service.repository`, map domain errors to
-HTTP. Every error is RFC 9457 ``application/problem+json`` with ``field`` naming the failing input where there is
-one. A job is visible only to the token that submitted it (others get 404, as if it did not exist).
+"""The REST API (FastAPI), and the dashboard page at ``/`` with its assets under ``/static``.
+
+Thin routes: authenticate, validate, call :mod:`service.repository`, map domain errors to HTTP. Every error is
+RFC 9457 ``application/problem+json`` with ``field`` naming the failing input where there is one. A job is
+visible only to the token that submitted it (others get 404, as if it did not exist).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,6 +31,15 @@ from service.db import Database, StorageError, check_schema
 from service.settings import Settings
 
 PROBLEM = "application/problem+json"
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # the dashboard (index.html, app.js, app.css)
+# the page loads only its own assets and talks only to this server
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 SUMMARY_CACHE_SECONDS = 0.25  # GET /jobs/{id} answers from memory for this long, then refreshes in the background
 SUMMARY_STALE_MAX_SECONDS = 1.0  # ... and waits for the database once its answer is this far past due
 TOKEN_CACHE_SECONDS = 10.0  # a known token is re-checked against the database at most this often
@@ -296,6 +308,14 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     def not_found(e: Exception) -> Problem:
         return Problem(404, "Not Found", str(e))
 
+    # ---- the dashboard: static page + assets shipped in the package (no CDN); its API calls carry the token
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard page (no token needed to load it; every API call it makes sends one)."""
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
     # ---- routes
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -468,13 +488,16 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
 
     @app.get("/jobs/{job_id}/archs/{arch_id}", tags=["archive"])
     def arch(job_id: JobId, arch_id: ArchId, tid: Owner) -> dict[str, Any]:
-        """One archived architecture."""
+        """One archived architecture, with its timm-style ``block_strings`` (``supernets.codec``)."""
         with db.transaction() as s:
-            _get(s, tid, job_id)
+            job = _get(s, tid, job_id)
             try:
-                return repo.arch_record(repo.get_architecture(s, job_id, arch_id))
+                rec = repo.arch_record(repo.get_architecture(s, job_id, arch_id))
             except repo.NotFoundError as e:
                 raise not_found(e) from None
+            width = job.spec.get("width_mult", 1.0)
+        rec["block_strings"] = _block_strings(rec["config"], width)
+        return rec
 
     @app.post("/jobs/{job_id}/select", tags=["archive"])
     def select_(job_id: JobId, tid: Owner, body: SelectRequest) -> dict[str, Any]:
@@ -507,6 +530,17 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         return _export(spec_d, config, format, metrics)
 
     return app
+
+
+def _block_strings(config: Any, width_mult: Any) -> list[list[str]] | None:
+    """Block strings of a stored config (``None`` for a config the MobileNetV3 codec cannot read)."""
+    from supernets.codec import normalize_backbone, to_block_strings
+
+    try:
+        backbone = {k: config[k] for k in ("ks", "e", "d", "r")}
+        return to_block_strings(normalize_backbone(backbone), float(width_mult))
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _export(spec_d: dict[str, Any], config: dict[str, Any], fmt: str, metrics: dict[str, Any]) -> Response:

@@ -102,18 +102,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plot(
-        source: str = typer.Argument(..., help="a search folder or its iter_K.stats (ours or CNAS's)"),
+        source: str = typer.Argument(..., help="a job id (fetched from the server), or a search folder or its "
+                                     "iter_K.stats (ours or CNAS's)"),
         out: Path = typer.Option(Path("front.png"), "--out", help="PNG to write"),
+        url: str | None = typer.Option(None, "--url", help="server of a job id (default: $MSUNAS_URL or "
+                                       "http://127.0.0.1:8000)"),
+        token: str | None = typer.Option(None, "--token", help="bearer token of a job id (default: $MSUNAS_TOKEN)"),
     ) -> None:
-        """Plot the archive, its Pareto front and the HV history of a search as a PNG."""
-        from search.io import read_stats, records_from_stats
+        """Plot the archive, its Pareto front (and the constraint bounding the second objective) and the HV
+        history of a job or a search folder as a PNG."""
         from search.plot import plot_search
 
-        doc = read_stats(source)
-        eng = doc.get("engine")
-        history = (eng.get("history") if isinstance(eng, dict) else None) or []
-        objectives = doc.get("objectives") or ["top1_err", "f2"]
-        png = plot_search(records_from_stats(doc), out, objectives=objectives, history=history, title=str(doc["_path"]))
+        if source.isdigit() and not Path(source).exists():
+            from service.cli_service import job_plot_data
+
+            data = job_plot_data(int(source), url, token)
+        else:
+            data = _local_plot_data(source)
+        png = plot_search(data["records"], out, objectives=data["objectives"], history=data["history"],
+                          constraint=data["constraint"], title=data["title"])
         typer.echo(str(png))
 
     @app.command()
@@ -199,6 +206,21 @@ def register(app: typer.Typer) -> None:
                     err=True,
                 )
                 raise typer.Exit(1)
+
+
+def _local_plot_data(source: str) -> dict[str, Any]:
+    """Records, objectives, HV history, second-objective constraint and title of a search folder / stats file."""
+    from search.io import read_stats, records_from_stats
+    from search.objectives import constraint_lines
+
+    doc = read_stats(source)
+    eng = doc.get("engine")
+    history = (eng.get("history") if isinstance(eng, dict) else None) or []
+    objectives = doc.get("objectives") or ["top1_err", "f2"]
+    sp = (eng.get("spec") if isinstance(eng, dict) else None) or {}
+    lines = [c for c in constraint_lines(objectives, sp.get("constraints")) if c["axis"] == 1]
+    return {"records": records_from_stats(doc), "objectives": objectives, "history": history,
+            "constraint": lines[0]["value"] if lines else None, "title": str(doc["_path"])}
 
 
 def _verify_table(path: str, width_mult: float) -> Any:

@@ -1,9 +1,9 @@
 """Service commands: ``serve``, ``worker``, ``submit``, ``status``, ``watch``, ``select`` (of a job),
-``token create``, ``db upgrade``.
+``token create``, ``db upgrade``; :func:`job_plot_data` feeds ``msunas plot ID``.
 
 Settings come from ``MSUNAS_*`` environment variables (see :mod:`service.settings`); options override them.
-Client commands (``submit``, ``status``, ``watch``, ``select``) talk to ``--url``/``MSUNAS_URL`` with
-``--token``/``MSUNAS_TOKEN``.
+Client commands (``submit``, ``status``, ``watch``, ``select ID``, ``plot ID``) talk to ``--url``/``MSUNAS_URL``
+with ``--token``/``MSUNAS_TOKEN``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,31 @@ def _call(client: Any, method: str, path: str, **kw: Any) -> Any:
             detail = r.text.strip()[:300]
         raise ValueError(f"HTTP {r.status_code}: {detail}")
     return r
+
+
+def job_archive(client: Any, job_id: int, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every archived architecture of a job, following ``next_cursor`` through the pages."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": page_size, **({"cursor": cursor} if cursor else {})}
+        page = _call(client, "GET", f"/jobs/{job_id}/archive", params=params).json()
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
+def job_plot_data(job_id: int, url: str | None, token: str | None, page_size: int = 1000) -> dict[str, Any]:
+    """What ``msunas plot ID`` draws, fetched from the server: the archive records, objectives, HV history,
+    the constraint bounding the second objective (in its unit) and a title."""
+    with _client(url, token) as c:
+        j = _call(c, "GET", f"/jobs/{job_id}").json()
+        records = job_archive(c, job_id, page_size)
+    lines = [ln for ln in j.get("constraint_lines") or [] if ln["axis"] == 1]
+    title = f"job {job_id}" + (f" ({j['name']})" if j.get("name") else "") + f": {j['state']}"
+    return {"records": records, "objectives": j["objectives"], "history": j["hv_history"],
+            "constraint": lines[0]["value"] if lines else None, "title": title}
 
 
 def _fmt_summary(j: dict[str, Any]) -> str:

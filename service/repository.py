@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from search.objectives import constraint_lines
 from service.db import Database
 from service.models import (
     ACTIVE_JOB_STATES,
@@ -158,8 +159,9 @@ def get_job(s: Session, owner_id: int | None, job_id: int, *, for_update: bool =
 
 
 def job_summary(s: Session, job: Job) -> dict[str, Any]:
-    """What ``GET /jobs/{id}`` shows: state, progress, HV history and the best figures so far (the lowest
-    first and second objective among the successful, feasible architectures)."""
+    """What ``GET /jobs/{id}`` shows: state, progress, HV history, the best figures so far (the lowest
+    first and second objective among the successful, feasible architectures), the job's constraints and the
+    ones bounding an objective directly (``constraint_lines``, in the objective's unit, for plots)."""
     hv = [
         {"iteration": r.k, "hv": r.hv, "n_archive": r.n_archive}
         for r in s.execute(
@@ -192,6 +194,7 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
         if row is not None:
             best[f"min_{label}"] = {"arch_id": row.id, "objectives": [row.f1, row.f2], "metrics": row.metrics}
     objectives = list(job.spec.get("objectives", ["top1_err", "macs"]))
+    constraints = dict(job.spec.get("constraints") or {})
     return {
         "id": job.id,
         "name": job.name,
@@ -201,6 +204,9 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
         "updated_at": job.updated_at.isoformat() + "Z",
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
         "objectives": objectives,
+        "constraints": constraints,
+        "constraint_mode": job.spec.get("constraint_mode", "penalty"),
+        "constraint_lines": constraint_lines(objectives, constraints),
         "progress": {
             "iteration": job.cur_iteration,
             "iterations": job.total_iterations,

@@ -96,3 +96,14 @@ def test_bad_objectives_and_constraints_are_named(oracle_path: Path) -> None:
         load_spec(small_spec(oracle_path, objectives=["top1_err", "latency"]))
     with pytest.raises(ValueError, match="engine.operators"):
         load_spec(json.loads(json.dumps(small_spec(oracle_path, engine={"operators": "magic"}))))
+
+
+def test_constraint_lines_are_in_the_objective_unit() -> None:
+    from search.objectives import constraint_lines
+
+    cons = {"params": 2.5e6, "macs": 100e6, "latency_ms": 12.0, "activations": 5e6}
+    assert constraint_lines(["top1_err", "macs"], cons) == [
+        {"axis": 1, "objective": "macs", "constraint": "macs", "value": 100.0}]
+    assert constraint_lines(["top1_err", "latency"], cons)[0]["value"] == 12.0
+    assert constraint_lines(["top1_err", "tiny_ml"], cons) == []  # no single bound on a weighted penalty
+    assert constraint_lines(["top1_err", "params"], {}) == [] and constraint_lines(["top1_err"], None) == []

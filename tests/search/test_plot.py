@@ -36,3 +36,22 @@ def test_plot_cli_and_errors(shared_data: Path, tmp_path: Path, capsys: pytest.C
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(ValueError, match="two-objective"):
         plot_search([], tmp_path / "x.png")
+
+
+def test_plot_of_a_search_folder_draws_its_constraint(tmp_path: Path, oracle_path: Path) -> None:
+    """``msunas plot DIR`` takes the second objective's bound from the run's spec (as ``plot ID`` does)."""
+    import yaml
+
+    from service.cli_search import _local_plot_data
+    from tests.search.conftest import small_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(oracle_path, iterations=1, objectives=["top1_err", "params"],
+                                              constraints={"params": 7.0e6})))
+    out = tmp_path / "run"
+    main(["search", str(spec), "--out", str(out), "--quiet"])
+    data = _local_plot_data(str(out))
+    assert data["constraint"] == 7.0 and data["objectives"] == ["top1_err", "params"]
+    assert [h["iteration"] for h in data["history"]] == [0, 1] and len(data["records"]) == 15
+    main(["plot", str(out), "--out", str(tmp_path / "front.png")])
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,3 +60,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def predictor_file(tmp_path: Path) -> Path:
     """A seeded random-weight oracle predictor file (real .npz of the real format)."""
     return write_random_oracle(tmp_path / "acc_predictor.npz")
+
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """A SQLite database (module-wide) holding one finished oracle job with a params constraint (2 iterations
+    after the initial design) and a token that owns it: ``{"url", "root", "token", "token_id", "job_id", "pred"}``."""
+    from service import repository as repo
+    from service.db import Database
+    from service.settings import Settings
+    from service.worker import Worker
+    from tests.service.test_worker import oracle_spec
+
+    root = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{root / 'msunas.db'}"
+    dbmod.upgrade(url)
+    pred = write_random_oracle(root / "acc_predictor.npz")
+    db = Database(url)
+    tid, secret = repo.create_token(db, "dash")
+    spec = oracle_spec(pred, iterations=2, constraints={"params": 6.0e6}, constraint_mode="hard")
+    with db.transaction() as s:
+        job, _ = repo.create_job(s, tid, spec, name="finished oracle")
+        job_id = job.id
+    Worker(Settings(db_url=url, poll_seconds=0.01)).run(max_idle_seconds=0.3)
+    with db.transaction() as s:
+        state = repo.get_job(s, None, job_id).state
+    assert state == "succeeded"
+    yield {"url": url, "root": root, "token": secret, "token_id": tid, "job_id": job_id, "pred": pred}
+    db.dispose()
