@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 STAMP=$VENV/.msunas-pyproject.sha256
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+EXTRAS=test,bench  # bench: optuna, the service benchmark's baseline
+want=$( (cat pyproject.toml; echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -15,7 +16,7 @@ echo "msunas: installing into $VENV (torch, ofa, pymoo, ...; a few minutes on a 
 # the machine's pip config names local wheel folders that may be absent: drop those warnings only
 pip_install() { "$VENV/bin/python" -m pip install -q --progress-bar off "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 pip_install --upgrade pip
-pip_install -e '.[test]'
+pip_install -e ".[$EXTRAS]"
 "$VENV/bin/python" -c 'import ofa.imagenet_classification.elastic_nn.networks, pymoo, onnxruntime' \
   || { echo "msunas: install check failed (ofa/pymoo/onnxruntime do not import)" >&2; exit 1; }
 echo "$want" > "$STAMP"
