@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from search.datasets import load_dataset  # noqa: E402
 from search.evaluators.supernet import SupernetEvaluator  # noqa: E402
 from search.spec import load_spec  # noqa: E402
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate  # noqa: E402
+from supernets.latency import machine_info  # noqa: E402
 from supernets.ofa_supernet import build_supernet, extract_subnet, set_active  # noqa: E402
 
 REPEATS = 3
@@ -128,9 +128,7 @@ def main() -> None:
     ev = SupernetEvaluator(job, supernet=supernet, data=data)
     out: dict[str, Any] = {
         "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine_info(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "load_avg_at_start": os.getloadavg(),

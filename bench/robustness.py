@@ -54,9 +54,10 @@ def _kendall(a: list[float], b: list[float]) -> float:
 
 
 def _machine() -> dict[str, Any]:
+    from supernets.latency import machine_info
+
     return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        **machine_info(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
