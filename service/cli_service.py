@@ -307,7 +307,7 @@ def _register_select(app: typer.Typer) -> None:
         width: Annotated[float, typer.Option("--width", help="width of a CNAS archive (local only)")] = 1.0,
         n_classes: Annotated[int, typer.Option("--n-classes", help="classes of a CNAS archive (local only)")] = 10,
         verify_latency: Annotated[bool, typer.Option("--verify-latency", help="measure the selection on the latency "
-                                                     "table's runtime; exit 1 above latency_ms (local only)")] = False,
+                                                     "table's runtime, here; exit 1 above latency_ms")] = False,
         lut: Annotated[str | None, typer.Option("--lut", help="table for --verify-latency (default: the run "
                                                 "spec's latency_table)")] = None,
         repeat: Annotated[int | None, typer.Option("--repeat", help="--verify-latency timed runs")] = None,
@@ -322,17 +322,32 @@ def _register_select(app: typer.Typer) -> None:
             local(stats=target, n=n, prefer=prefer, n_exits=n_exits, csv_path=csv_path, save=save, width=width,
                   n_classes=n_classes, verify_latency=verify_latency, lut=lut, repeat=repeat, warmup=warmup)
             return
-        if verify_latency:
-            raise ValueError("--verify-latency: local only (select from the job's search folder to measure)")
         body: dict[str, Any] = {"n": n}
         if prefer:
             body["prefer"] = prefer
         if n_exits is not None:
             body["n_exits"] = n_exits
         with _client(url, token) as c:
+            job = _call(c, "GET", f"/jobs/{target}").json() if verify_latency else {}
             items = _call(c, "POST", f"/jobs/{target}/select", json=body).json()["items"]
         if csv_path is not None:
             from search.select import write_csv
 
             write_csv(items, csv_path)
         typer.echo(json.dumps(items, indent=2))
+        if verify_latency:  # measured here, on this machine's runtime: the table must be readable here too
+            from service.cli_search import _verify, _verify_table
+
+            spec = job.get("spec") or {}
+            path = lut or spec.get("latency_table")
+            if not path:
+                raise ValueError("--lut: --verify-latency needs a latency table (the job's spec has no latency_table)")
+            if not Path(path).is_file() and not Path(path).is_dir():
+                raise ValueError(f"--lut: the job's latency table {path} is not readable on this machine; "
+                                 "pass a local copy with --lut")
+            bound = (job.get("constraints") or {}).get("latency_ms")
+            n_bad = _verify(_verify_table(path, float(spec.get("width_mult", 1.0))), items, bound, repeat, warmup)
+            if n_bad:
+                typer.echo(f"msunas: {n_bad} of {len(items)} selected architectures measure above latency_ms "
+                           f"{bound:g} ms", err=True)
+                raise typer.Exit(1)

@@ -207,6 +207,7 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
         "constraints": constraints,
         "constraint_mode": job.spec.get("constraint_mode", "penalty"),
         "constraint_lines": constraint_lines(objectives, constraints),
+        "spec": job.spec,
         "progress": {
             "iteration": job.cur_iteration,
             "iterations": job.total_iterations,

@@ -144,3 +144,49 @@ def test_verify_latency_errors_are_one_line_exit_2(
         assert _verify(run, tmp_path / "sel", *extra, prefer="macs") == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("msunas: error:") and needle in err and "\n" not in err, err
+
+
+def test_verify_latency_of_a_job_on_the_service(
+    tmp_path: Path, oracle_path: Path, ort_lut: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``msunas select JOB_ID --verify-latency``: the server selects, this machine measures with the job's table
+    and checks the job's ``latency_ms`` bound; a table path not readable here asks for ``--lut``."""
+    from service import repository as repo
+    from service.api import create_app
+    from service.db import Database, upgrade
+    from service.settings import Settings
+    from service.worker import Worker
+    from tests.service.live_server import live_server
+
+    table = LatencyTable.load(ort_lut)
+    space = get_search_space("mobilenetv3", lr=R[0], ur=R[1], width_mult=1.2)
+    limit = 3.0 * float(table.predict([space.decode(space.xu.tolist())])[0])
+    url_db = f"sqlite:///{tmp_path / 'svc.db'}"
+    upgrade(url_db)
+    db = Database(url_db)
+    owner, tok = repo.create_token(db, "t")
+    with db.transaction() as s:
+        job, _ = repo.create_job(s, owner, load_spec(_lat_spec(oracle_path, ort_lut, limit, iterations=0))
+                                 .model_dump(mode="json"))
+        jid = job.id
+    Worker(Settings(db_url=url_db, poll_seconds=0.01)).run(max_idle_seconds=0.5)
+    app = create_app(Settings(db_url=url_db))
+    args = ["select", str(jid), "-n", "2", "--verify-latency", "--repeat", "3", "--warmup", "1", "--token", tok]
+    try:
+        with live_server(app) as url:
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as e:
+                main([*args, "--url", url])
+                raise SystemExit(0)
+            assert e.value.code == 0
+            out = capsys.readouterr().out
+            rep = _report(out)
+            assert rep["bound_ms"] == pytest.approx(limit) and rep["n_exceed"] == 0 and len(rep["rows"]) == 2
+            assert all(0.5 < r["measured_ms"] / r["predicted_ms"] < 2.0 for r in rep["rows"])
+            with pytest.raises(SystemExit) as e:
+                main([*args, "--url", url, "--lut", str(tmp_path / "elsewhere.json")])
+            err = capsys.readouterr().err.strip()
+            assert e.value.code == 2 and err.startswith("msunas: error: --lut:") and "not readable" in err, err
+    finally:
+        app.state.db.dispose()
+        db.dispose()
