@@ -1,7 +1,8 @@
 """True evaluation of one early-exit config: build on the supernet, train jointly, measure on the validation
 split, choose thresholds, and report the metrics the search stores.
 
-Thresholds: in t-mode (EDANAS) they are the config's ``t`` (one per present exit). In b-mode (NACHOS) they are
+Thresholds: in t-mode (EDANAS) they follow from the config's normalised ``t`` genes (one per present exit; in
+max-softmax units ``1/K + t (1 - 1/K)``, :func:`early_exit.metrics.confidence_threshold`). In b-mode (NACHOS) they are
 calibrated after training on the validation outputs (:func:`early_exit.metrics.calibrate_thresholds`):
 with a budget ``max_avg_macs`` the most accurate thresholds meeting it; without one the fewest average MACs
 whose deployed accuracy is within ``tolerance`` percentage points of the best achievable.
@@ -69,10 +70,11 @@ def present_loss_weights(config: Mapping[str, Any], loss_weights: Sequence[float
     return [float(w) for w, p in zip(loss_weights, [*exits_of(config), True], strict=True) if p]
 
 
-def exit_thresholds(config: Mapping[str, Any]) -> list[float] | None:
-    """Thresholds of the present early exits from a t-mode config; ``None`` for b-mode (to be calibrated)."""
+def exit_thresholds(config: Mapping[str, Any], n_classes: int) -> list[float] | None:
+    """Max-softmax thresholds of the present early exits of a t-mode config (its normalised ``t`` genes mapped
+    by :func:`early_exit.metrics.confidence_threshold`); ``None`` for b-mode (to be calibrated)."""
     if "t" in config:
-        return [float(t) for t in config["t"] if float(t) < 1.0]
+        return [eem.confidence_threshold(float(t), n_classes) for t in config["t"] if float(t) < 1.0]
     return None
 
 
@@ -120,7 +122,8 @@ def evaluate_early_exit(
 def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: EarlyExitSettings) -> dict[str, Any]:
     """Thresholds (from ``t``, or calibrated for ``b``) and every early-exit metric of stored exit outputs.
 
-    Besides :func:`early_exit.metrics.evaluate_policy`'s keys (lists over the present exits) the result has flat
+    ``thresholds`` are in max-softmax units (what the deployed policy compares). Besides
+    :func:`early_exit.metrics.evaluate_policy`'s keys (lists over the present exits) the result has flat
     numbers per exit position -- ``exit_util_s1``..``exit_util_s4``, ``exit_util_final`` and likewise
     ``exit_acc_*``, ``exit_macs_*``, ``threshold_s*`` for the present exits -- so that archives that keep only
     numeric metrics keep them too; ``macs`` is the single-exit backbone's MACs and ``n_exits`` counts the final
@@ -129,7 +132,7 @@ def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: Ea
     macs = exit_macs(
         config, n_classes=settings.n_classes, width_mult=settings.width_mult, head_width=settings.head_width
     )
-    thr = exit_thresholds(config)
+    thr = exit_thresholds(config, settings.n_classes)
     if thr is not None:
         out = eem.evaluate_policy(probs, labels, thr, macs)
         if settings.max_avg_macs is not None:

@@ -13,17 +13,55 @@ Definitions (EDANAS/NACHOS):
 
 All inputs are arrays computed once per network (:func:`early_exit.network.predict_exits`): the policy,
 utilisation and calibration are then pure numpy, so any thresholds can be tried without another forward pass.
+
+Thresholds: the policy compares an exit's max-softmax probability with a threshold in probability units
+(``thresholds`` of :func:`apply_policy`, the calibration ``grid``, what a deployed network applies). The EDANAS
+genes ``t`` of ``eemobilenetv3`` are *normalised* confidence thresholds: the max-softmax probability rescaled so
+that the uniform (chance) output is 0 and certainty is 1, ``c = (K max_p - 1) / (K - 1)``; an input leaves when
+``c >= t``, i.e. when its max-softmax probability reaches :func:`confidence_threshold` ``= 1/K + t (1 - 1/K)``.
+Raw max-softmax thresholds cannot serve as EDANAS genes: with K classes ``max_p >= 1/K`` always, so a raw
+``t <= 1/K`` (``0.1`` for 10 classes, the default grid's first value) would send every input out at that exit.
+On the normalised scale every ``t < 1`` is a real test for any K, ``t`` means the same for 10 or 1000 classes,
+a smaller ``t`` lets more inputs leave (the direction of EDANAS's own records: docs/early_exit.md), and
+``t = 1`` (certainty) is the limit that never fires, which is the gene's "no exit".
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 DEFAULT_CALIBRATION_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+
+
+def confidence_threshold(t: float, n_classes: int) -> float:
+    """The max-softmax threshold of a normalised confidence threshold ``t``: ``1/K + t (1 - 1/K)``.
+
+    ``t = 0`` is the chance level (always reached), ``t = 1`` certainty (the "no exit" gene value; any ``t >= 1``
+    gives a threshold ``>= 1.0``, which :func:`apply_policy` treats as a disabled exit). See the module doc.
+    """
+    if n_classes < 2:
+        raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
+    tf = float(t)
+    if math.isnan(tf) or tf < 0:
+        raise ValueError(f"t: expected a normalised threshold >= 0, got {t!r}")
+    if tf >= 1.0:
+        return 1.0
+    k = float(n_classes)
+    return 1.0 / k + tf * (1.0 - 1.0 / k)
+
+
+def normalised_confidence(probs: Any) -> np.ndarray:
+    """``(K max_p - 1) / (K - 1)`` of softmax outputs (last axis = K classes): 0 at chance, 1 at certainty."""
+    p = np.asarray(probs, dtype=np.float64)
+    k = p.shape[-1]
+    if k < 2:
+        raise ValueError(f"probs: expected at least 2 classes on the last axis, got {k}")
+    return (k * p.max(axis=-1) - 1.0) / (k - 1.0)
 
 
 def _probs(probs: Any) -> np.ndarray:

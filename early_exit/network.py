@@ -26,6 +26,9 @@ At inference a sample leaves at the first exit whose max-softmax confidence is `
 confidence test); the final classifier takes whatever is left. :meth:`EarlyExitNet.forward_early_exit` runs the
 policy for real (samples that left are not computed further); :func:`early_exit.metrics.apply_policy` applies
 the same rule to stored per-exit outputs (one forward pass over the validation split, then any thresholds).
+Thresholds here are max-softmax probabilities; the normalised ``t`` genes of ``eemobilenetv3`` map to them by
+:func:`early_exit.metrics.confidence_threshold` (``1/K + t (1 - 1/K)``). :mod:`early_exit.export` writes a
+network with every exit's logits and its thresholds (ONNX or a PyTorch checkpoint).
 """
 
 from __future__ import annotations

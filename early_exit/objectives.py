@@ -13,6 +13,10 @@ NACHOS' constraint on predicted cost -- :class:`ExitRateModel` predicts it from 
 
 Before any data the leave rates are 0, so the prediction is the backbone's MACs, an upper bound
 (conservative for a constraint).
+
+In a search the engine predicts ``avg_macs`` with :class:`ExitRateSurrogate` (this model behind the engine's
+surrogate interface: fitted on the archive's measured utilisation, predicting genomes), for the ``avg_macs``
+objective and for NACHOS' ``avg_macs`` constraint alike (``search/engine.py``).
 """
 
 from __future__ import annotations
@@ -113,3 +117,104 @@ class ExitRateModel:
             m = table[i][~np.isnan(table[i])]
             res[i] = float(np.dot(util, m))
         return res
+
+
+def exit_util_of_metrics(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[float] | None:
+    """Measured utilisation of a config's exits (present early exits in stage order, final last) from an evaluated
+    candidate's metrics: the ``exit_util`` list, else the flat ``exit_util_s1`` .. ``exit_util_final`` numbers
+    (archives keep only numbers); ``None`` when the metrics do not hold them all."""
+    names = [f"exit_util_s{s + 1}" for s, p in enumerate(exits_of(config)) if p] + ["exit_util_final"]
+    util = metrics.get("exit_util")
+    if isinstance(util, (list, tuple)) and len(util) == len(names):
+        return [float(v) for v in util]
+    vals = [metrics.get(n) for n in names]
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+        return None
+    return [float(v) for v in vals]  # type: ignore[arg-type]
+
+
+def thresholds_of_metrics(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[float] | None:
+    """Max-softmax thresholds of a config's present early exits (stage order) from an evaluated candidate's
+    metrics (``thresholds``, else the flat ``threshold_s*``); ``None`` when they are not all there."""
+    names = [f"threshold_s{s + 1}" for s, p in enumerate(exits_of(config)) if p]
+    thr = metrics.get("thresholds")
+    if isinstance(thr, (list, tuple)) and len(thr) == len(names):
+        return [float(v) for v in thr]
+    vals = [metrics.get(n) for n in names]
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+        return None
+    return [float(v) for v in vals]  # type: ignore[arg-type]
+
+
+class ExitRateSurrogate:
+    """:class:`ExitRateModel` behind the engine's surrogate interface (``predict(genomes)``).
+
+    ``fit(configs, metrics)`` learns the leave rates from the evaluated candidates that report their utilisation
+    (others are skipped; ``n_train_`` counts the used ones); ``predict(X)`` decodes integer genomes of ``space``
+    and returns their predicted ``avg_macs`` (MACs); ``cross_validate`` gives held-out predictions.
+    """
+
+    def __init__(
+        self,
+        space: Any,
+        *,
+        n_classes: int,
+        width_mult: float = 1.0,
+        head_width: int = DEFAULT_HEAD_WIDTH,
+    ) -> None:
+        self.space = space
+        self.kw: dict[str, Any] = {"n_classes": n_classes, "width_mult": width_mult, "head_width": head_width}
+        self.model_ = ExitRateModel(**self.kw)
+        self.n_train_ = 0
+
+    def _usable(
+        self, configs: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Mapping[str, Any]], list[list[float]], list[int]]:
+        cs, us, idx = [], [], []
+        for i, (c, m) in enumerate(zip(configs, metrics, strict=True)):
+            u = exit_util_of_metrics(c, m)
+            if u is not None:
+                cs.append(c)
+                us.append(u)
+                idx.append(i)
+        return cs, us, idx
+
+    def fit(self, configs: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]]) -> ExitRateSurrogate:
+        """Fit the leave rates on the candidates whose metrics hold their exit utilisation."""
+        cs, us, _ = self._usable(configs, metrics)
+        self.model_ = ExitRateModel(**self.kw).fit(cs, us)
+        self.n_train_ = len(cs)
+        return self
+
+    def predict_configs(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predicted ``avg_macs`` (MACs) of configs."""
+        return self.model_.predict(configs)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted ``avg_macs`` (MACs) of integer genomes of ``space``."""
+        X = np.asarray(X, dtype=np.int64)
+        if len(X) == 0:
+            return np.zeros(0)
+        return self.model_.predict([self.space.decode(x) for x in X])
+
+    def cross_validate(
+        self,
+        configs: Sequence[Mapping[str, Any]],
+        metrics: Sequence[Mapping[str, Any]],
+        folds: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(measured, held-out predicted)`` avg_macs of the usable candidates over ``folds`` random folds
+        (empty arrays when fewer than 2 candidates report their utilisation)."""
+        cs, us, idx = self._usable(configs, metrics)
+        k = min(folds, len(cs))
+        if k < 2:
+            return np.zeros(0), np.zeros(0)
+        y = np.array([float(metrics[i]["avg_macs"]) for i in idx])
+        fold = rng.permutation(len(cs)) % k
+        pred = np.empty(len(cs))
+        for f in range(k):
+            tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            m = ExitRateModel(**self.kw).fit([cs[i] for i in tr], [us[i] for i in tr])
+            pred[te] = m.predict([cs[i] for i in te])
+        return y, pred

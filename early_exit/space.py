@@ -8,6 +8,9 @@ backbone's own final classifier, which is always present):
 - ``exit_mode="t"`` (EDANAS): ``"t": [4 floats]`` taken from ``t_values`` (default ``(0.1, 0.2, 1.0)``);
   ``t[i]`` is the confidence threshold of the exit after stage ``i+1`` and ``1.0`` means *no exit there*
   (the head is not built and costs nothing). All four at 1.0 is allowed: the plain single-exit backbone.
+  ``t`` is a *normalised* max-softmax confidence (0 = chance, 1 = certainty): an input leaves when its
+  max-softmax probability reaches ``1/K + t (1 - 1/K)`` (:func:`early_exit.metrics.confidence_threshold`),
+  so ``t = 0.1`` is a real test for 10 classes, not ``max_p >= 0.1`` (always true).
 - ``exit_mode="b"`` (NACHOS): ``"b": [4 ints]`` in {0, 1}; 1 = an exit after that stage. "At least one exit"
   is read as *at least one early exit* (``sum(b) >= 1``): the final classifier is always there, so the
   constraint only means something for the intermediate exits, and it keeps every b-mode network a genuine

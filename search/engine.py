@@ -17,6 +17,10 @@ Every later iteration fits the surrogate on the archive's successful results (fa
 reason and left out), runs pymoo's NSGA-II with integer operators on (surrogate ``top1_err``, exact second
 objective) seeded with the archive's best ranked designs, and proposes ``n_iter`` distinct designs that are not
 in the archive, spread along the predicted front (greedy predicted-hypervolume gain, or max-min spacing).
+Evaluator metrics that an objective or constraint needs are predicted too: ``avg_macs`` of an early-exit search
+(objective, or NACHOS' constraint on predicted cost) by exact per-exit MACs times exit leave rates learnt from
+the archive (:class:`early_exit.objectives.ExitRateSurrogate`; held-out statistics under ``surrogate.avg_macs``),
+any other metric by the job's predictor.
 
 Archive record: ``{"config", "key", "iteration", "status", "metrics", "objectives": [f1, f2], "error",
 "feasible"}``; ``metrics`` holds the evaluator's metrics plus the exact costs (counts) of the config.
@@ -138,7 +142,7 @@ class _ResetMutation(Mutation):
 class _InnerProblem(Problem):
     """Surrogate top-1 error + exact second objective (and hard constraints) of integer genomes."""
 
-    def __init__(self, engine: Engine, surrogates: dict[str, Surrogate]) -> None:
+    def __init__(self, engine: Engine, surrogates: Mapping[str, Any]) -> None:
         sp = engine.space
         super().__init__(
             n_var=sp.n_var,
@@ -571,7 +575,7 @@ class Engine:
                     picked.append(c)
         return picked
 
-    def _fit_surrogates(self) -> tuple[dict[str, Surrogate], dict[str, Any], dict[str, float]]:
+    def _fit_surrogates(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
         ok = [r for r in self.archive if r["status"] == "ok"]
         if len(ok) < 2:
             raise ValueError("engine: fewer than 2 successful evaluations; the surrogate cannot be fitted")
@@ -579,10 +583,16 @@ class Engine:
         seed = int(self.rng.integers(2**31 - 1))
         self._seed_globals(seed)
         t0 = time.perf_counter()
-        sur: dict[str, Surrogate] = {}
+        sur: dict[str, Any] = {}  # metric -> fitted model with predict(genomes)
         y = np.array([100.0 - r["metrics"]["top1"] for r in ok])
         sur["top1_err"] = Surrogate(self.spec.predictor, self.space, self.opts.encoding, seed).fit(X, y)
+        extra_info: dict[str, Any] = {}
         for m in self.objectives.needs_metric_prediction():
+            if m == "avg_macs" and self.spec.search_space == "eemobilenetv3":
+                ers = self._fit_exit_rates(ok, seed)
+                if ers is not None:  # exact per-exit MACs x leave rates learnt from the archive (NACHOS)
+                    sur[m], extra_info[m] = ers
+                    continue
             ym = np.array([r["metrics"][m] for r in ok])
             sur[m] = Surrogate(self.spec.predictor, self.space, self.opts.encoding, seed).fit(X, ym)
         t_fit = time.perf_counter() - t0
@@ -597,8 +607,30 @@ class Engine:
             "n_train": len(ok),
             "cv_folds": min(self.opts.cv_folds, len(ok)),
             **cv,
+            **extra_info,
         }
         return sur, info, {"fit": t_fit, "cv": t_cv, "_cv_cpu": c_cv}
+
+    def _fit_exit_rates(self, ok: Sequence[Mapping[str, Any]], seed: int) -> tuple[Any, dict[str, Any]] | None:
+        """``avg_macs`` model of an early-exit search: :class:`early_exit.objectives.ExitRateSurrogate` fitted on
+        the archive's measured exit utilisation, and its held-out statistics; ``None`` when no archived candidate
+        reports its utilisation (e.g. an imported archive), so the generic surrogate is used instead."""
+        from early_exit.objectives import ExitRateSurrogate
+        from search.spec import EarlyExitSpec
+
+        ee = self.spec.early_exit or EarlyExitSpec()
+        ers = ExitRateSurrogate(
+            self.space,
+            n_classes=self.objectives.n_classes,
+            width_mult=self.objectives.width_mult,
+            head_width=ee.head_width,
+        )
+        configs, metrics = [r["config"] for r in ok], [r["metrics"] for r in ok]
+        ers.fit(configs, metrics)
+        if ers.n_train_ == 0:
+            return None
+        y, p = ers.cross_validate(configs, metrics, self.opts.cv_folds, np.random.default_rng(seed))
+        return ers, {"model": "exit_rate", "n_train": ers.n_train_, **rank_stats(y, p)}
 
     @staticmethod
     def _seed_globals(seed: int) -> None:
@@ -607,7 +639,7 @@ class Engine:
         if torch is not None:
             torch.manual_seed(seed)
 
-    def _predict(self, X: np.ndarray, surrogates: Mapping[str, Surrogate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _predict(self, X: np.ndarray, surrogates: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted objectives F, hard constraints G and total violation of genomes (exact costs)."""
         arrays = genome_arrays(X, self._resolutions)
         costs = self.objectives.costs_of_arrays(arrays, lambda: self.space.decode_many(X))

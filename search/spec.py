@@ -117,6 +117,8 @@ class EarlyExitSpec(_Strict):
 
     ``exit_mode`` ``t`` (EDANAS: per-exit thresholds from ``t_values``, 1.0 = no exit) or ``b`` (NACHOS: exit
     presence, thresholds calibrated after training, under ``constraints.avg_macs`` when given).
+    ``t_values`` are normalised confidences (0 = chance, 1 = certainty): an input leaves at an exit when its
+    max-softmax probability reaches ``1/K + t (1 - 1/K)``. ``calib_grid`` is in max-softmax probability units.
     ``loss_weights``: exits after stages 1-4 and the final classifier.
     """
 

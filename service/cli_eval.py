@@ -93,8 +93,17 @@ def register(app: typer.Typer) -> None:
         root: str | None = typer.Option(None, "--root", help="dataset folder"),
         n_epochs: int = typer.Option(0, "--n-epochs", help="fine-tuning epochs before export (needs --dataset)"),
         seed: int = typer.Option(0, "--seed"),
+        head_width: int = typer.Option(128, "--head-width", help="early exits: channels of the exit heads"),
+        thresholds: str | None = typer.Option(
+            None, "--thresholds", help="early exits: max-softmax thresholds, one per early exit (e.g. 0.9,0.8)"
+        ),
     ) -> None:
-        """Export one architecture with weights inherited from a supernet as ONNX or a PyTorch checkpoint."""
+        """Export one architecture with weights inherited from a supernet as ONNX or a PyTorch checkpoint.
+
+        An early-exit config (with ``t`` or ``b``) is exported with every exit's logits and its exit policy
+        (docs/early_exit.md); with ``--dataset`` its backbone and heads are first trained jointly ``--n-epochs``
+        and measured on the validation split, as the search evaluated it.
+        """
         from search.evaluators.supernet import SupernetEvaluator
         from search.spec import load_spec
         from supernets import codec
@@ -103,9 +112,15 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise ValueError(f"--format: expected one of {list(FORMATS)}, got {fmt!r}")
-        cfg = codec.normalize_backbone(parse_config_arg(config))
+        raw = parse_config_arg(config)
+        early = "t" in raw or "b" in raw
+        cfg = codec.normalize_backbone(raw)
         if n_epochs and not dataset:
             raise ValueError("--n-epochs: fine-tuning needs --dataset")
+        if head_width < 1:
+            raise ValueError(f"--head-width: expected a positive channel count, got {head_width}")
+        if thresholds is not None and not early:
+            raise ValueError("--thresholds: only early-exit configs (with t or b) have exit thresholds")
         if supernet is None:
             if dataset not in (None, "digits"):
                 raise ValueError("--supernet: required unless the dataset is the built-in digits")
@@ -113,6 +128,11 @@ def register(app: typer.Typer) -> None:
 
             supernet = str(digits_supernet_path())
         net_sn = load_supernet(supernet)
+        if early:
+            _export_early_exit(
+                raw, config, net_sn, supernet, fmt, out, dataset, root, n_epochs, seed, head_width, thresholds
+            )
+            return
         prepared, metrics = None, None
         if dataset:
             r = int(cfg["r"])
@@ -136,3 +156,111 @@ def register(app: typer.Typer) -> None:
         extra = f", onnxruntime parity {info['max_abs_diff']:.2e}" if "max_abs_diff" in info else ""
         acc = f", validation top-1 {metrics['top1']:.2f}%" if metrics else ""
         typer.echo(f"exported {fmt} to {info['path']}{extra}{acc}")
+
+
+def _parse_thresholds(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ValueError(f"--thresholds: {text!r} is not a comma-separated list of numbers") from None
+    if not vals:
+        raise ValueError("--thresholds: expected at least one threshold")
+    return vals
+
+
+def _stats_thresholds(config_arg: str, config: dict[str, Any]) -> list[float] | None:
+    """The ``threshold_s*`` of a ``net_i.stats`` beside a ``net_i.subnet`` given as ``--config`` (or None)."""
+    from early_exit.objectives import thresholds_of_metrics
+
+    p = Path(config_arg).expanduser()
+    if config_arg.lstrip().startswith("{") or p.suffix != ".subnet" or not p.with_suffix(".stats").is_file():
+        return None
+    try:
+        doc = json.loads(p.with_suffix(".stats").read_text())
+    except json.JSONDecodeError:
+        return None
+    return thresholds_of_metrics(config, (doc.get("metrics") or {}) if isinstance(doc, dict) else {})
+
+
+def _export_early_exit(
+    raw: dict[str, Any],
+    config_arg: str,
+    net_sn: Any,
+    supernet: str,
+    fmt: str,
+    out: Path,
+    dataset: str | None,
+    root: str | None,
+    n_epochs: int,
+    seed: int,
+    head_width: int,
+    thresholds: str | None,
+) -> None:
+    """``msunas export`` of an early-exit config: every exit's logits + the policy (early_exit/export.py)."""
+    from early_exit.evaluate import exit_thresholds
+    from early_exit.export import export_early_exit
+    from early_exit.network import exits_of
+    from early_exit.space import DEFAULT_T_VALUES
+    from search.evaluators.early_exit import EarlyExitEvaluator
+    from search.spec import load_spec
+    from supernets import get_search_space
+    from supernets.ofa_supernet import head_classes, net_width
+
+    n_classes, width = head_classes(net_sn), net_width(net_sn)
+    r = int(raw["r"][0] if isinstance(raw.get("r"), list) else raw["r"])
+    mode = "t" if "t" in raw else "b"
+    t_values = list(DEFAULT_T_VALUES)
+    if mode == "t" and isinstance(raw["t"], list):  # the config's own values (a search may use another grid)
+        t_values = sorted({float(v) for v in raw["t"] if isinstance(v, (int, float))} | {1.0})
+    ee = {"exit_mode": mode, "t_values": t_values, "head_width": head_width}
+    space = get_search_space("eemobilenetv3", lr=r, ur=r, width_mult=width, exit_mode=mode, t_values=t_values)
+    cfg = space.validate(raw)
+    thr = _parse_thresholds(thresholds) if thresholds is not None else None
+    net: Any = None  # the prepared (jointly trained) network, when --dataset is given
+    metrics: dict[str, Any] | None = None
+    x: Any = None  # inputs for the ONNX check (real images when --dataset is given)
+    if dataset:
+        job = load_spec(
+            {
+                "search_space": "eemobilenetv3",
+                "dataset": {"name": dataset, "root": root, "n_classes": n_classes},
+                "width_mult": width,
+                "resolution": [r, r],
+                "seed": seed,
+                "supernet": {"path": supernet},
+                "evaluator": {"kind": "supernet", "n_epochs": n_epochs},
+                "early_exit": ee,
+            }
+        )
+        ev = EarlyExitEvaluator(job, supernet=net_sn)
+        try:
+            net, prep = ev.prepare(cfg)
+            metrics = {**prep, **ev.measure(net, cfg)}
+        except (FloatingPointError, RuntimeError) as e:
+            raise ValueError(f"export: preparing the early-exit network failed: {e}") from None
+        if thr is None:
+            thr = list(metrics["thresholds"])
+        x = ev.calibration_batches(r)[0][0][:16].cpu() if ev.calibration_batches(r) else None
+    if thr is None:
+        thr = exit_thresholds(cfg, n_classes) if mode == "t" else _stats_thresholds(config_arg, cfg)
+    if thr is None:
+        raise ValueError(
+            "--thresholds: b-mode exits are calibrated after training; give --thresholds, a net_i.subnet with its"
+            " net_i.stats beside it, or --dataset to calibrate them"
+        )
+    info = export_early_exit(
+        cfg, net_sn, fmt, out, thresholds=thr, net=net, head_width=head_width, metrics=metrics, seed=seed, x=x
+    )
+    exits = ", ".join(f"s{s + 1}" for s, p in enumerate(exits_of(cfg)) if p) or "none"
+    parts = [f"exits {exits} + final", "thresholds " + ", ".join(f"{t:.3g}" for t in info["thresholds"])]
+    if "max_abs_diff" in info:
+        parts.append(f"onnxruntime parity {info['max_abs_diff']:.2e}")
+    if metrics:
+        parts.append(f"validation top-1 {metrics['top1']:.2f}% at avg MACs {metrics['avg_macs'] / 1e6:.3g} M")
+    typer.echo(f"exported early-exit {fmt} to {info['path']} ({'; '.join(parts)})")
+    if net is None:
+        typer.echo(
+            "msunas: warning: exit heads are untrained (not part of the supernet); pass --dataset and --n-epochs"
+            " to train them with the backbone before export",
+            err=True,
+        )

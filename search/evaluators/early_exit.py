@@ -7,8 +7,9 @@ supernet evaluator's data, supernet, BN calibration batches and seeded epochs, a
 2. attaches the exit heads (:class:`early_exit.network.EarlyExitNet`) and trains backbone and exits jointly for
    ``evaluator.n_epochs`` (weighted exit losses, ``early_exit.loss_weights``);
 3. runs every exit once on the validation split and scores the confidence policy: thresholds from ``t``
-   (EDANAS), or calibrated for ``b`` (NACHOS: under ``constraints.avg_macs`` when given, else the fewest
-   average MACs within ``early_exit.tolerance`` points of the best accuracy).
+   (EDANAS; normalised confidences, ``1/K + t (1 - 1/K)`` in max-softmax units), or calibrated for ``b``
+   (NACHOS: under ``constraints.avg_macs`` when given, else the fewest average MACs within
+   ``early_exit.tolerance`` points of the best accuracy).
 
 Metrics: ``top1`` (as deployed: each sample scored at the exit it leaves), ``avg_macs``, ``exit_util``/``exit_acc``/
 ``exit_macs``/``thresholds`` (lists) and their flat per-position numbers (``exit_util_s1`` ... ``_final``),
@@ -95,12 +96,18 @@ class EarlyExitEvaluator(SupernetEvaluator):
         metrics.update(time_extract=t1 - t0, time_bn=t2 - t1, time_train=t3 - t2)
         return net, metrics
 
+    def measure(self, net: EarlyExitNet, config: dict[str, Any]) -> dict[str, Any]:
+        """Every exit once on the validation split, then the policy's metrics (thresholds from ``t``, or
+        calibrated for ``b``): what :meth:`evaluate` reports and ``msunas export`` writes into the file."""
+        cfg = self.space.validate(config)
+        probs, labels = predict_exits(net, self._fixed_batches("valid", int(cfg["r"])), device=self.device)
+        return score_exits(cfg, probs, labels, self.settings)
+
     def _evaluate(self, config: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         cfg = self.space.validate(config)
         net, metrics = self.prepare(cfg)
         t0 = time.perf_counter()
-        probs, labels = predict_exits(net, self._fixed_batches("valid", int(cfg["r"])), device=self.device)
-        metrics.update(score_exits(cfg, probs, labels, self.settings))
+        metrics.update(self.measure(net, cfg))
         metrics["time_valid"] = time.perf_counter() - t0
         backbone = {k: cfg[k] for k in _BACKBONE}
         costs = self._costs(backbone, net)

@@ -56,3 +56,16 @@ def test_exit_rate_model_predicts_held_out_avg_macs(shared_data: Path) -> None:
     row = exit_macs_table([c], n_classes=10)[0]
     present = [t < 1.0 for t in c["t"]]
     assert list(np.isnan(row[:4])) == [not p for p in present] and row[4] == backbone_macs(c, n_classes=10)
+
+
+def test_edanas_records_let_more_inputs_leave_at_the_smaller_threshold(shared_data: Path) -> None:
+    # What the t genes mean: in EDANAS's own records an exit with t = 0.1 lets more of the inputs reaching it
+    # leave than one with t = 0.2, at every stage -- "leave when confidence >= t" (a smaller t is a weaker test),
+    # the direction of our normalised max-softmax reading; "leave when 1 - confidence <= t" or "when the
+    # normalised entropy < t" would give the opposite.
+    from early_exit.objectives import ExitRateModel
+
+    recs = load_records(shared_data / "edanas" / "edanas_ee_c10_r32.csv")
+    model = ExitRateModel(n_classes=10).fit([r["config"] for r in recs], [r["exit_util"] for r in recs])
+    for s in range(4):
+        assert model.rates_[(s, 0.1)] > model.rates_[(s, 0.2)] > 0.0

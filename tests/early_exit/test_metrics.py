@@ -108,3 +108,33 @@ def test_n_exits() -> None:
     assert n_exits(base | {"b": [1, 1, 1, 1]}) == 5
     with pytest.raises(ValueError, match="either t"):
         n_exits(base | {"t": [1.0] * 4, "b": [1, 0, 0, 0]})
+
+
+def test_normalised_thresholds_make_the_default_grid_a_real_test() -> None:
+    # t is a normalised confidence: 0 = the uniform output (chance), 1 = certainty; max-softmax 1/K + t (1 - 1/K)
+    assert metrics.confidence_threshold(0.1, 10) == pytest.approx(0.19)
+    assert metrics.confidence_threshold(0.2, 10) == pytest.approx(0.28)
+    assert metrics.confidence_threshold(0.0, 10) == pytest.approx(0.1)
+    assert metrics.confidence_threshold(1.0, 10) == 1.0 and metrics.confidence_threshold(1.0, 1000) == 1.0
+    assert metrics.confidence_threshold(0.5, 1000) == pytest.approx(0.5005)
+    assert metrics.confidence_threshold(0.5, 2) == pytest.approx(0.75)
+    ts = [0.0, 0.1, 0.2, 0.5, 0.9, 0.99]
+    thr = [metrics.confidence_threshold(t, 10) for t in ts]
+    assert all(a < b for a, b in itertools.pairwise(thr))  # a larger t is a stricter test
+    p = np.array([[0.1] * 10, [0.19] + [0.09] * 9, [1.0] + [0.0] * 9])
+    assert metrics.normalised_confidence(p) == pytest.approx([0.0, 0.1, 1.0])
+    with pytest.raises(ValueError, match="t: expected a normalised threshold >= 0"):
+        metrics.confidence_threshold(-0.1, 10)
+    with pytest.raises(ValueError, match="n_classes: expected at least 2"):
+        metrics.confidence_threshold(0.1, 1)
+    # 10 classes: a raw threshold 0.1 would be reached by every output (max-softmax >= 1/10); t = 0.1 is not.
+    labels = np.array([0, 1, 2, 3])
+    conf = [(0.12, 0), (0.25, 1), (0.3, 2), (0.15, 3)]  # max-softmax of exit 0 per sample
+    p = _probs([conf, [(0.9, 0), (0.9, 1), (0.9, 2), (0.9, 3)]], k=10)
+    raw, _ = metrics.apply_policy(p, [0.1])
+    assert raw.tolist() == [0, 0, 0, 0]  # the raw reading: every input leaves at the first exit
+    t01, _ = metrics.apply_policy(p, [metrics.confidence_threshold(0.1, 10)])
+    t02, _ = metrics.apply_policy(p, [metrics.confidence_threshold(0.2, 10)])
+    assert t01.tolist() == [1, 0, 0, 1] and t02.tolist() == [1, 1, 0, 1]  # 0.19 and 0.28 in max-softmax units
+    m = metrics.evaluate_policy(p, labels, [metrics.confidence_threshold(0.1, 10)], [1.0, 3.0])
+    assert m["exit_util"] == [0.5, 0.5] and m["avg_macs"] == pytest.approx(2.0)
