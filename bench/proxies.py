@@ -1,20 +1,25 @@
 """Benchmark of the zero-shot proxies and of the MILP solver; writes bench/results/proxies.json.
 
-Parts (``--part``; ``all`` runs both; each part updates its own keys of the JSON):
+Parts (``--part``; ``all`` runs them in order; each part updates its own keys of the JSON):
 
-``corr``    rank correlation (Spearman rho, Kendall tau) of every proxy with
-            (a) once-for-all's ImageNet accuracy predictor on 500 random configs (w1.2, r 160..224), and
-            (b) the real fine-tuned CIFAR-10 top-1 of subnets from two finished MSuNAS searches (CNAS archives,
-                w1.0, r 192..256, 10 classes), a random sample of each run's archive;
-            plus the CPU time per architecture of each proxy (``torch.set_num_threads(1)`` per worker process).
-            The raw per-config values are stored, so ``--part analysis`` recomputes the statistics without the
-            networks.
-``analysis`` the statistics of ``corr`` from the stored raw values, and whether a proxy helps the surrogate:
-            held-out Kendall tau of a predictor trained on n random configs vs (i) the top n of a 3n pool ranked
-            by the proxy (warm start) and (ii) n random configs with the proxy as an extra feature.
-``solver``  on the oracle problem (bilinear predictor fitted on oracle-labelled configs, MACs bound): predicted
-            accuracy of the MILP optimum vs pymoo NSGA-II on the same predictor and bound, wall time of each, and
-            the oracle's accuracy of both answers.
+``corr``     every proxy on (a) 500 random configs (w1.2, r 160..224) labelled by once-for-all's ImageNet
+             accuracy predictor, and (b) a random sample of the real fine-tuned CIFAR-10 subnets of two finished
+             MSuNAS searches (CNAS archives, w1.0, r 192..256, 10 classes), with the CPU time of each proxy per
+             architecture (``torch.set_num_threads(1)`` per worker process; thread CPU seconds and wall seconds).
+             Resumable (``--resume`` keeps the rows already scored with the same settings).
+``digits``   a finished ``digits`` search of our own (the supernet evaluator on the cached trained digits
+             supernet: candidates extracted, BN-recalibrated, fine-tuned, validated; or ``--digits-run DIR``, an
+             existing search folder), and every proxy on its archive: random init (as everywhere), and naswot /
+             synflow / gradnorm on the *inherited* supernet weights, naswot / gradnorm also on a real digits
+             mini-batch. The raw values are stored.
+``analysis`` from the stored raw values: Spearman rho / Kendall tau of each proxy with the target of each set,
+             CPU time per architecture, and whether a proxy helps the surrogate: held-out Kendall tau of a
+             predictor trained on n random configs vs (i) the top n of a 3n pool ranked by the proxy (warm start)
+             and (ii) the same n random configs with the proxy as a feature (a linear prior mean in the proxy,
+             the surrogate fitted on the residuals: the surrogate's own encoding is unchanged).
+``solver``   on the oracle problem (bilinear predictor fitted on oracle-labelled configs, MACs bound): predicted
+             accuracy of the MILP optimum vs pymoo NSGA-II on the same predictor and bound, wall time of each, and
+             the oracle's accuracy of both answers.
 
 Usage: ``PYTHONPATH=. MSUNAS_SHARED_DATA=../shared/data python bench/proxies.py --part all``
 """
@@ -24,8 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -41,6 +46,14 @@ OUT = Path(os.environ.get("MSUNAS_BENCH_OUT", ROOT / "bench" / "results" / "prox
 DATA = Path(os.environ.get("MSUNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 NET_PROXIES = {"zen": 4, "naswot": 8, "gradnorm": 4, "synflow": 2}  # name -> batch size used here
 COST_PROXIES = ("params", "macs")
+# digits: proxies on the trained supernet's inherited weights (zen re-initialises by definition), and on a real
+# mini-batch of digits training images (naswot and gradnorm take data; synflow's input is all ones)
+INHERITED = ("naswot", "synflow", "gradnorm")
+WITH_DATA = ("naswot", "gradnorm")
+# the digits search: the demo's spec (service/demo.py) with a larger random initial design, so the archive is
+# mostly an unbiased sample of the space (the rest follows the search) and large enough for a rank correlation
+DIGITS_SEARCH = {"n_doe": 60, "n_iter": 10, "iterations": 3, "seed": 0}
+SPEC_KEYS = ("width_mult", "resolution", "dataset", "evaluator", "objectives", "predictor", "n_doe", "n_iter")
 
 
 def _oracle(configs: list[dict[str, Any]]) -> np.ndarray:
@@ -56,15 +69,23 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _timed(fn: Any, *args: Any, **kw: Any) -> tuple[float, float, float]:
+    """(value, thread CPU seconds, wall seconds) of ``fn(*args, **kw)``."""
+    c0, t0 = time.thread_time(), time.perf_counter()
+    v = fn(*args, **kw)
+    return float(v), time.thread_time() - c0, time.perf_counter() - t0
+
+
 def _score(task: tuple[dict[str, Any], float, int]) -> dict[str, float]:
     from search import proxies
 
     config, width, n_classes = task
     out: dict[str, float] = {}
     for name, bs in NET_PROXIES.items():
-        t0 = time.perf_counter()
-        out[name] = proxies.compute_proxy(name, config, width_mult=width, n_classes=n_classes, batch_size=bs, seed=0)
-        out[name + "_s"] = time.perf_counter() - t0
+        v, cpu, wall = _timed(
+            proxies.compute_proxy, name, config, width_mult=width, n_classes=n_classes, batch_size=bs, seed=0
+        )
+        out[name], out[name + "_cpu_s"], out[name + "_s"] = v, cpu, wall
     return out
 
 
@@ -94,23 +115,23 @@ def _load() -> dict[str, Any]:
 
 
 def _save(res: dict[str, Any]) -> None:
+    from supernets.latency import machine_info
+
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    res["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    res["machine"] = {**machine_info(), "python": sys.version.split()[0]}
     res["date"] = datetime.now(UTC).isoformat(timespec="seconds")
-    OUT.write_text(json.dumps(res, indent=1))
+    tmp = OUT.with_name(OUT.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    os.replace(tmp, OUT)
 
 
 def _score_indexed(task: tuple[int, dict[str, Any], float, int]) -> tuple[int, dict[str, float]]:
     return task[0], _score(task[1:])  # type: ignore[arg-type]
 
 
-def part_corr(n: int, n_cnas: int, workers: int, budget_s: float) -> None:
+def part_corr(n: int, n_cnas: int, workers: int, budget_s: float, resume: bool = False) -> None:
     """Score the configs in an interleaved order, saving every few results; stops at ``budget_s`` seconds."""
+    from supernets import codec
     from supernets.spaces import get_search_space
 
     res = _load()
@@ -124,18 +145,30 @@ def part_corr(n: int, n_cnas: int, workers: int, budget_s: float) -> None:
     imagenet = list(configs.values())
     cnas = _cnas_sample(n_cnas)
     oracle = _oracle(imagenet)
-    tasks = [("imagenet", i, c, 1.2, 1000) for i, c in enumerate(imagenet)]
-    tasks += [("cnas_cifar10", i, c, 1.0, 10) for i, (c, _) in enumerate(cnas)]
-    order = np.random.default_rng(0).permutation(len(tasks))  # interleaved: any prefix is a random subsample
-    tasks = [tasks[i] for i in order]
     done: dict[str, dict[int, dict[str, Any]]] = {"imagenet": {}, "cnas_cifar10": {}}
+    prev_run = res.get("corr_run", {})
+    if resume and prev_run.get("batch_sizes") == NET_PROXIES and "raw" in res:
+        for key, cs in (("imagenet", imagenet), ("cnas_cifar10", [c for c, _ in cnas])):
+            index = {codec.config_key(c): i for i, c in enumerate(cs)}
+            for row in res["raw"].get(key, []):
+                i = index.get(codec.config_key(row["config"]))
+                if i is not None and all(p + "_cpu_s" in row for p in NET_PROXIES):
+                    done[key][i] = {k: v for k, v in row.items() if k not in ("config", "oracle_top1", "top1")}
+    tasks = [("imagenet", i, c, 1.2, 1000) for i, c in enumerate(imagenet) if i not in done["imagenet"]]
+    tasks += [("cnas_cifar10", i, c, 1.0, 10) for i, (c, _) in enumerate(cnas) if i not in done["cnas_cifar10"]]
+    # the oracle set first, then the CNAS set, each in a random order: a run cut by its budget leaves a random
+    # subsample of the set it was scoring
+    order = np.random.default_rng(0).permutation(len(tasks))
+    tasks = sorted((tasks[i] for i in order), key=lambda t: t[0] != "imagenet")
     t0 = time.perf_counter()
+    wall0 = float(prev_run.get("wall_s", 0.0)) if any(done.values()) else 0.0
     load0 = os.getloadavg()
 
     def flush(complete: bool) -> None:
         res["corr_run"] = {
-            "wall_s": time.perf_counter() - t0,
+            "wall_s": wall0 + time.perf_counter() - t0,
             "workers": workers,
+            "torch_threads_per_worker": 1,
             "loadavg_before": load0,
             "loadavg_after": os.getloadavg(),
             "batch_sizes": NET_PROXIES,
@@ -145,6 +178,7 @@ def part_corr(n: int, n_cnas: int, workers: int, budget_s: float) -> None:
             "complete": complete,
         }
         res["raw"] = {
+            **res.get("raw", {}),
             "imagenet": [
                 {"config": imagenet[i], "oracle_top1": float(oracle[i]), **done["imagenet"][i]}
                 for i in sorted(done["imagenet"])
@@ -163,14 +197,106 @@ def part_corr(n: int, n_cnas: int, workers: int, budget_s: float) -> None:
             done[flat[j][0]][i] = scores
             if (j + 1) % 10 == 0:
                 flush(False)
+                print(f"corr: {j + 1}/{len(flat)} scored, {time.perf_counter() - t0:.0f} s", flush=True)
             if time.perf_counter() - t0 > budget_s:
                 pool.terminate()
                 break
-    flush(sum(len(v) for v in done.values()) == len(flat))
+    flush(sum(len(v) for v in done.values()) == len(imagenet) + len(cnas))
+
+
+def _run_digits_search(out: Path) -> tuple[Path, float]:
+    """The demo's digits search spec with a larger initial design, run via the search API into ``out``."""
+    from service.cli_search import run_search
+    from service.demo import DEMO_SPEC
+    from supernets.train import train_digits_supernet
+
+    trained = train_digits_supernet(progress=False)
+    spec = {**DEMO_SPEC, **DIGITS_SEARCH, "supernet": {"path": str(trained["path"])}}
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "spec_in.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    t0 = time.perf_counter()
+    run_search(str(spec_path), out / "search", quiet=True)
+    return out / "search", time.perf_counter() - t0
+
+
+def part_digits(run_dir: str | None) -> None:
+    """Proxies on the archive of a finished digits search (real fine-tuned accuracies), random and inherited."""
+    import torch
+
+    from search import proxies
+    from search.datasets import load_dataset
+    from search.io import read_stats, records_from_stats
+    from search.spec import load_spec
+    from supernets.ofa_supernet import load_supernet
+
+    torch.set_num_threads(1)  # the search's evaluator too: one core, beside other work on a shared machine
+    res = _load()
+    seconds = None
+    if run_dir is None:
+        folder, seconds = _run_digits_search(Path(tempfile.mkdtemp(prefix="msunas-digits-")))
+    else:
+        folder = Path(run_dir)
+    spec = load_spec(json.loads((folder / "spec.json").read_text()))
+    if spec.dataset.name != "digits" or spec.evaluator.kind != "supernet":
+        raise SystemExit(f"{folder}: not a digits search with the supernet evaluator")
+    records = [r for r in records_from_stats(read_stats(folder)) if r["status"] == "ok"]
+    path = spec.supernet.path
+    if path is None:
+        from supernets.train import digits_supernet_path
+
+        path = str(digits_supernet_path(width_mult=spec.width_mult, progress=False))
+    supernet = load_supernet(path, n_classes=10, width_mult=spec.width_mult)
+    data = load_dataset("digits", None, spec.dataset.vld_size)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(data.train), generator=g)[: max(NET_PROXIES.values())].tolist()
+    batch = data.train.subset(idx)
+    rows = []
+    for rec in records:
+        c = rec["config"]
+        r = int(c["r"])
+        kw = {"width_mult": spec.width_mult, "n_classes": 10, "seed": 0}
+        row: dict[str, Any] = {"config": c, "top1": float(rec["metrics"]["top1"]), "iteration": rec["iteration"]}
+        for name, bs in NET_PROXIES.items():
+            variants: list[tuple[str, dict[str, Any]]] = [(name, {})]
+            if name in INHERITED:
+                variants.append((name + "_inherited", {"supernet": supernet}))
+            if name in WITH_DATA:
+                x, y = next(batch.batches(r, bs))
+                variants.append((name + "_inherited_data", {"supernet": supernet, "data": (x[:bs], y[:bs])}))
+            for label, extra in variants:
+                v, cpu, wall = _timed(proxies.compute_proxy, name, c, batch_size=bs, **kw, **extra)
+                row[label], row[label + "_cpu_s"], row[label + "_s"] = v, cpu, wall
+        rows.append(row)
+    res.setdefault("raw", {})["digits"] = rows
+    res["digits_run"] = {
+        "folder": str(folder),
+        "spec": {k: v for k, v in spec.model_dump(mode="json").items() if k in SPEC_KEYS},
+        "supernet": str(path),
+        "n_archive": len(records),
+        "n_initial_design": sum(1 for r in records if r["iteration"] == 0),
+        "search_wall_s": seconds,
+        "data_batch": "the first images of a seeded (0) permutation of the digits training split, resized to r",
+        "torch_threads": 1,
+    }
+    _save(res)
 
 
 def _rank(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"spearman": float(sps.spearmanr(y, p).statistic), "kendall": float(sps.kendalltau(y, p).statistic)}
+
+
+SETS = {  # key -> (width, classes, target, resolutions of its space)
+    "imagenet": (1.2, 1000, "oracle_top1", (160, 224)),
+    "cnas_cifar10": (1.0, 10, "top1", (192, 256)),
+    "digits": (1.0, 10, "top1", (32, 48)),
+}
+# surrogates of the study per set (gp costs ~1.7 CPU-s a fit: left out on the small digits set to save time)
+STUDY_MODELS = {
+    "imagenet": ("rbf", "gp", "bilinear"),
+    "cnas_cifar10": ("rbf", "gp", "bilinear"),
+    "digits": ("rbf", "bilinear"),
+}
 
 
 def part_analysis(n_train: int = 60, repeats: int = 10) -> None:
@@ -180,34 +306,51 @@ def part_analysis(n_train: int = 60, repeats: int = 10) -> None:
     if "raw" not in res:
         raise SystemExit("no raw proxy values: run --part corr first")
     summary: dict[str, Any] = {}
-    for key, width, classes, target in (("imagenet", 1.2, 1000, "oracle_top1"), ("cnas_cifar10", 1.0, 10, "top1")):
-        rows = res["raw"][key]
+    surrogate: dict[str, Any] = {}
+    for key, (width, classes, target, _) in SETS.items():
+        rows = res["raw"].get(key)
+        if not rows:
+            continue
         cs = [r["config"] for r in rows]
         y = np.array([r[target] for r in rows])
         cost = cost_metrics(cs, width_mult=width, n_classes=classes)
-        table: dict[str, Any] = {"n": len(rows)}
-        for name in list(NET_PROXIES) + list(COST_PROXIES):
-            v = np.array([r[name] for r in rows]) if name in NET_PROXIES else np.asarray(cost[name])
+        table: dict[str, Any] = {"n": len(rows), "target": target}
+        labels = [k for k in rows[0] if k + "_cpu_s" in rows[0]]
+        for name in labels + list(COST_PROXIES):
+            v = np.array([r[name] for r in rows]) if name in labels else np.asarray(cost[name])
             table[name] = _rank(y, v)
-            if name in NET_PROXIES:
-                t = np.array([r[name + "_s"] for r in rows])
-                table[name]["cpu_s_median"] = float(np.median(t))
-                table[name]["cpu_s_mean"] = float(np.mean(t))
-                table[name]["batch_size"] = NET_PROXIES[name]
+            if name in labels:
+                base = name.split("_")[0]
+                t = np.array([r[name + "_cpu_s"] for r in rows])
+                w = np.array([r[name + "_s"] for r in rows])
+                table[name].update(
+                    cpu_s_median=float(np.median(t)),
+                    cpu_s_mean=float(np.mean(t)),
+                    wall_s_median=float(np.median(w)),
+                    batch_size=NET_PROXIES[base],
+                )
         summary[key] = table
+        surrogate[key] = _surrogate_study(rows, key, target, n_train, repeats)
     res["correlation"] = summary
-    res["surrogate"] = _surrogate_study(res["raw"]["imagenet"], n_train, repeats)
+    res["surrogate"] = surrogate
     _save(res)
 
 
-def _surrogate_study(rows: list[dict[str, Any]], n_train: int, repeats: int) -> dict[str, Any]:
-    """Held-out Kendall tau of a surrogate: random design vs proxy warm start vs proxy as an extra feature."""
+def _surrogate_study(rows: list[dict[str, Any]], key: str, target: str, n_train: int, repeats: int) -> dict[str, Any]:
+    """Held-out Kendall tau of a surrogate: random design vs proxy warm start vs proxy as a feature.
+
+    The feature arm fits ``y ~ a + b * proxy`` on the training configs (least squares), the surrogate on the
+    residuals, and predicts ``a + b * proxy + surrogate(genome)``: the surrogate's own genome encoding is the same
+    in every arm (appending a float column to the genome would change it: a 47-gene matrix is no longer read as a
+    MobileNetV3 genome, so the predictors would lose their masked per-slot encoding).
+    """
     from acc_predictor import get_predictor
     from supernets.spaces import get_search_space
 
-    space = get_search_space("mobilenetv3", lr=160, ur=224, width_mult=1.2)
+    width, _, _, (lr, ur) = SETS[key]
+    space = get_search_space("mobilenetv3", lr=lr, ur=ur, width_mult=width)
     X = space.encode_many([r["config"] for r in rows])
-    y = np.array([r["oracle_top1"] for r in rows])
+    y = np.array([r[target] for r in rows])
     n_test = int(0.4 * len(rows))
     n_train = min(n_train, (len(rows) - n_test) // 3)
     out: dict[str, Any] = {
@@ -217,10 +360,10 @@ def _surrogate_study(rows: list[dict[str, Any]], n_train: int, repeats: int) -> 
         "repeats": repeats,
         "test": "random configs outside the pool (held out)",
     }
-    for proxy in NET_PROXIES:
+    labels = [k for k in rows[0] if k + "_cpu_s" in rows[0]]
+    for proxy in labels:
         p = np.array([r[proxy] for r in rows])
-        pz = (p - p.mean()) / (p.std() + 1e-12)
-        for model in ("rbf", "bilinear"):
+        for model in STUDY_MODELS[key]:
             taus: dict[str, list[float]] = {"random": [], "warm_start": [], "feature": []}
             for rep in range(repeats):
                 rng = np.random.default_rng(rep)
@@ -228,14 +371,16 @@ def _surrogate_study(rows: list[dict[str, Any]], n_train: int, repeats: int) -> 
                 test, pool = perm[:n_test], perm[n_test : n_test + 3 * n_train]
                 rand = pool[:n_train]
                 warm = pool[np.argsort(-p[pool], kind="stable")[:n_train]]
-                for label, idx, feat in (("random", rand, False), ("warm_start", warm, False), ("feature", rand, True)):
-                    Z = np.hstack([X, pz[:, None]]) if feat else X
-                    try:
-                        m = get_predictor(model, random_state=rep) if model == "mlp" else get_predictor(model)
-                    except ValueError:
-                        m = get_predictor(model)
-                    m.fit(Z[idx], y[idx])
-                    taus[label].append(float(sps.kendalltau(y[test], m.predict(Z[test])).statistic))
+                for label, idx in (("random", rand), ("warm_start", warm), ("feature", rand)):
+                    m = get_predictor(model, search_space=space)
+                    if label == "feature":
+                        b, a = np.polyfit(p[idx], y[idx], 1)
+                        m.fit(X[idx], y[idx] - (a + b * p[idx]))
+                        pred = a + b * p[test] + m.predict(X[test])
+                    else:
+                        m.fit(X[idx], y[idx])
+                        pred = m.predict(X[test])
+                    taus[label].append(float(sps.kendalltau(y[test], pred).statistic))
             out.setdefault(proxy, {})[model] = {
                 k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in taus.items()
             }
@@ -263,7 +408,7 @@ def part_solver(
     from supernets.spaces import get_search_space
 
     res = _load()
-    space = get_search_space("mobilenetv3", lr=160, ur=224, width_mult=1.2)
+    space: Any = get_search_space("mobilenetv3", lr=160, ur=224, width_mult=1.2)
     train = space.sample(n_fit, np.random.default_rng(11))
     model = get_predictor("bilinear", search_space=space).fit(space.encode_many(train), _oracle(train))
     t0 = time.perf_counter()
@@ -285,6 +430,8 @@ def part_solver(
     rows = []
     for bound in macs_bounds:
         sol = milp.solve(acc, {"macs": (macs_model, bound)})
+        if sol.config is None:
+            raise SystemExit(f"solver: nothing fits under {bound:.3g} MACs")
         row: dict[str, Any] = {
             "macs_bound": bound,
             "milp": {
@@ -340,14 +487,18 @@ def part_solver(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["corr", "analysis", "solver", "all"], default="all")
+    ap.add_argument("--part", choices=["corr", "digits", "analysis", "solver", "all"], default="all")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--n-cnas", type=int, default=80, help="configs sampled from each CNAS run's archive")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--budget-s", type=float, default=4 * 3600, help="wall-time budget of the corr part")
+    ap.add_argument("--resume", action="store_true", help="corr: keep the rows already scored")
+    ap.add_argument("--digits-run", default=None, help="digits: a finished digits search folder (default: run one)")
     a = ap.parse_args()
     if a.part in ("corr", "all"):
-        part_corr(a.n, a.n_cnas, a.workers, a.budget_s)
+        part_corr(a.n, a.n_cnas, a.workers, a.budget_s, a.resume)
+    if a.part in ("digits", "all"):
+        part_digits(a.digits_run)
     if a.part in ("analysis", "all"):
         part_analysis()
     if a.part in ("solver", "all"):

@@ -11,9 +11,12 @@ depth x layer-choice products are exactly "an operator counts only on a layer th
 params and MACs at a fixed resolution: a layer's cost depends only on its stage, on whether it is the stage's
 first layer, on its kernel/expand choice and on ``r`` (input/output channels and strides are fixed by the
 position). :func:`additive_model` reads ``base``/``depth``/``op`` off any such function by probing it
-(1 + 10 + 160 configs per resolution) and then *verifies* the decomposition on random configs, raising
+(1 + 10 + 180 configs per resolution) and then *verifies* the decomposition on random configs, raising
 ``ValueError`` when the function is not additive (e.g. an MLP predictor) -- so the solver is never silently
-wrong.
+wrong. A latency lookup table's prediction is additive too (:func:`latency_model`): a subnet's latency is the sum
+of its blocks' entries, each block fixed by its position, kernel/expand choice and ``r``, and the table's bias
+correction ``scale * block_sum + offset_ms`` is affine with ``scale > 0``, so it only rescales the per-choice
+terms and moves ``base``.
 
 The integer program (one per resolution, HiGHS via ``scipy.optimize.milp``)
 ---------------------------------------------------------------------------
@@ -23,14 +26,17 @@ beta_active[s, j]`` linearised the standard way, with the operator one-hot elimi
 equals the slot's activity, which is linear in ``y`` (1 for j < 2, ``y[s,1] + y[s,2]`` for j = 2, ``y[s,2]``
 for j = 3). Objective and every cost are then linear in (y, z); each cost bound is one row. Configs to avoid
 (already evaluated) are cut off with no-good cuts. The best of the per-resolution optima is the global optimum
-(195 binaries per resolution; milliseconds each).
+(195 binaries per resolution; milliseconds each). Every answer is checked against the constraints' own functions
+(the exact cost model, ``LatencyTable.predict``), not only against the linear rows: an answer that exceeds a bound
+by floating-point rounding (the solver's row tolerance) is cut off and the resolution solved again, so a returned
+config always satisfies every bound as the rest of msunas computes it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,6 +66,13 @@ class AdditiveModel:
     depth: np.ndarray  # (R, 5, 3), [..., 0] == 0
     op: np.ndarray  # (R, 20, 9), [..., k3e3] == 0
     max_error: float = 0.0  # largest |f - decomposition| seen in the verification
+    fn: ConfigFn | None = field(default=None, repr=False, compare=False)  # the function itself (exact checks)
+
+    def exact(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """``f`` itself on canonical configs where it is known (the decomposition otherwise)."""
+        if self.fn is None:
+            return self.value(configs)
+        return np.asarray(self.fn(list(configs)), dtype=np.float64).reshape(-1)
 
     def value(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The decomposition evaluated on canonical configs (equals ``f`` for an additive ``f``)."""
@@ -87,11 +100,18 @@ class AdditiveModel:
 
 
 def additive_model(
-    fn: ConfigFn, resolutions: Sequence[int], *, n_check: int = 300, rtol: float = 1e-7, seed: int = 0
+    fn: ConfigFn,
+    resolutions: Sequence[int],
+    *,
+    n_check: int = 300,
+    rtol: float = 1e-7,
+    seed: int = 0,
+    what: str = "predictor",
 ) -> AdditiveModel:
     """Read the additive decomposition of ``fn(configs) -> values`` and verify it on ``n_check`` random configs.
 
-    Raises ``ValueError`` when ``fn`` is not additive (largest deviation above ``rtol`` times its value range).
+    Raises ``ValueError`` starting with ``what`` (the field to blame) when ``fn`` is not additive (largest
+    deviation above ``rtol`` times its value range).
     """
     res = [int(r) for r in resolutions]
     k3e3 = OPS.index((3, 3))
@@ -117,7 +137,7 @@ def additive_model(
     depth[:, :, 1:] = v[:, 1:11].reshape(len(res), codec.N_STAGES, 2) - base[:, None, None]
     op_raw = v[:, 11:].reshape(len(res), codec.N_SLOTS, N_OPS)
     op = op_raw - op_raw[:, :, [k3e3]]
-    model = AdditiveModel(res, base, depth, op)
+    model = AdditiveModel(res, base, depth, op, fn=fn)
     rng = np.random.default_rng(seed)
     checks = [
         _config(rng.choice(codec.DEPTHS, 5).tolist(), rng.integers(0, N_OPS, 20).tolist(), int(rng.choice(res)))
@@ -129,9 +149,10 @@ def additive_model(
     scale = max(float(np.ptp(np.concatenate([truth, v.ravel()]))), float(np.max(np.abs(truth))), 1e-12)
     model.max_error = float(err.max()) if len(err) else 0.0
     if model.max_error > rtol * scale:
+        hint = "; the MILP needs a bilinear model" if what == "predictor" else ""
         raise ValueError(
-            f"predictor: the function is not additive in per-stage depth and per-layer choices (max deviation"
-            f" {model.max_error:.3g} on {n_check} random configs); the MILP needs a bilinear model"
+            f"{what}: the function is not additive in per-stage depth and per-layer choices (max deviation"
+            f" {model.max_error:.3g} on {n_check} random configs){hint}"
         )
     return model
 
@@ -148,6 +169,32 @@ def cost_model(
         return np.asarray(cost_metrics(list(configs), width_mult=width_mult, n_classes=n_classes)[metric])
 
     return additive_model(fn, resolutions, rtol=0.0)
+
+
+def latency_model(
+    table: Any, resolutions: Sequence[int], *, width_mult: float | None = None, rtol: float = 1e-9
+) -> AdditiveModel:
+    """Additive model of a latency table's prediction in ms (block sum, then its affine bias correction).
+
+    ``table`` is a :class:`supernets.latency.LatencyTable` (its ``predict``) or any ``fn(configs) -> ms``, e.g.
+    the engine's latency provider; the decomposition is verified like any other (``rtol`` of the value range
+    covers the float rounding of summing the blocks in another order). A table without an entry for some
+    block of the space, or a latency model that is not additive, raises ``ValueError`` naming ``latency_table``.
+    """
+    fn = table.predict if hasattr(table, "predict") else table
+    if width_mult is not None and hasattr(table, "width_mult") and float(table.width_mult) != float(width_mult):
+        raise ValueError(f"latency_table: a width {table.width_mult} table, the search has {width_mult}")
+    if hasattr(table, "correction") and table.correction and not float(table.correction.get("scale", 1.0)) > 0:
+        raise ValueError("latency_table: its bias correction has a non-positive scale")
+
+    def ms(configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return np.asarray(fn(list(configs)), dtype=np.float64).reshape(-1)
+
+    try:
+        return additive_model(ms, resolutions, rtol=rtol, what="latency_table")
+    except ValueError as e:  # a missing block: the table's own message, blamed on the field
+        msg = str(e)
+        raise ValueError(msg if msg.startswith("latency_table:") else f"latency_table: {msg}") from None
 
 
 def _structure_rows() -> tuple[csr_matrix, np.ndarray]:
@@ -210,11 +257,14 @@ def solve(
     exclude: Sequence[Mapping[str, Any]] = (),
     maximize: bool = True,
     time_limit: float = 60.0,
+    max_repairs: int = 20,
 ) -> Solution:
     """Best config under ``objective`` with every ``constraints[name] = (cost model, maximum)`` satisfied.
 
     ``exclude`` lists canonical configs that must not be returned (no-good cuts); ``resolutions`` restricts
     the resolutions tried (default: the objective's). Status ``infeasible`` (config None) when nothing fits.
+    Each answer is checked with the constraint models' own functions (``AdditiveModel.exact``); one that
+    exceeds a bound by rounding is cut off and the resolution re-solved (at most ``max_repairs`` times).
     """
     t0 = time.perf_counter()
     constraints = dict(constraints or {})
@@ -229,21 +279,31 @@ def solve(
                 raise ValueError(f"constraints.{name}: no cost model for resolution {r}")
             rows.append(LinearConstraint(m.coefficients(r)[None, :], -np.inf, float(vmax) - m.constant(r)))
         cuts = [_assignment(c) for c in exclude if int(c["r"]) == r]
-        if cuts:
-            a_cut = np.array(cuts)
-            rows.append(LinearConstraint(a_cut, -np.inf, a_cut.sum(axis=1) - 1.0))
-        out = milp(
-            sign * objective.coefficients(r),
-            constraints=rows,
-            integrality=np.ones(N_VARS),
-            bounds=Bounds(0, 1),
-            options={"time_limit": time_limit, "mip_rel_gap": 0.0},
-        )
+        for _ in range(max_repairs + 1):
+            cut_rows = list(rows)
+            if cuts:
+                a_cut = np.array(cuts)
+                cut_rows.append(LinearConstraint(a_cut, -np.inf, a_cut.sum(axis=1) - 1.0))
+            out = milp(
+                sign * objective.coefficients(r),
+                constraints=cut_rows,
+                integrality=np.ones(N_VARS),
+                bounds=Bounds(0, 1),
+                options={"time_limit": time_limit, "mip_rel_gap": 0.0},
+            )
+            if out.x is None:
+                break
+            cfg = _decode(out.x, r)
+            if all(float(m.exact([cfg])[0]) <= float(vmax) for m, vmax in constraints.values()):
+                break
+            cuts.append(_assignment(cfg))  # over a bound by the row tolerance: cut it off, solve again
+        else:
+            continue
         if out.x is None:
             continue
         val = objective.constant(r) + float(objective.coefficients(r) @ np.round(out.x))
         if (maximize and val > best.value) or (not maximize and val < best.value):
-            best = Solution(_decode(out.x, r), float(val), 0.0, "optimal" if out.status == 0 else str(out.message))
+            best = Solution(cfg, float(val), 0.0, "optimal" if out.status == 0 else str(out.message))
     best.seconds = time.perf_counter() - t0
     return best
 
@@ -289,23 +349,33 @@ def engine_pool(engine: Any, surrogates: Mapping[str, Any], n: int | None = None
     """Candidate genomes for the engine's ``optimizer: milp``: the MILP's predicted front under the job's bounds.
 
     The surrogate's ``top1_err`` (a bilinear predictor: verified additive) is minimised, exact params/MACs
-    constraints are hard rows, archived configs are excluded by no-good cuts. With two objectives the
-    epsilon-constraint front of ``2 * n_iter`` configs is returned (the engine's selection then picks
+    constraints and a ``latency_ms`` bound (the job's latency table, :func:`latency_model`) are hard rows,
+    archived configs are excluded by no-good cuts. With two objectives (the second params, macs or latency)
+    the epsilon-constraint front of ``2 * n_iter`` configs is returned (the engine's selection then picks
     ``n_iter`` by predicted hypervolume gain); with one, the ``n_iter`` best distinct configs.
     """
     space = engine.space
     spec = engine.spec
     n = int(n or 2 * spec.n_iter)
-    width, classes = engine.objectives.width_mult, engine.objectives.n_classes
+    objectives = engine.objectives
+    width, classes = objectives.width_mult, objectives.n_classes
     sur = surrogates["top1_err"]
     acc = additive_model(lambda cs: -sur.predict(space.encode_many(list(cs))), space.resolutions)
-    cons = {
-        k: (cost_model(k, space.resolutions, width_mult=width, n_classes=classes), float(v))
-        for k, v in spec.constraints.items()
-    }
+    models: dict[str, AdditiveModel] = {}
+
+    def model_of(key: str) -> AdditiveModel:
+        key = "latency_ms" if key == "latency" else key
+        if key not in models:
+            if key == "latency_ms":
+                models[key] = latency_model(lambda cs: objectives.costs(cs)["latency_ms"], space.resolutions)
+            else:
+                models[key] = cost_model(key, space.resolutions, width_mult=width, n_classes=classes)
+        return models[key]
+
+    cons = {k: (model_of(k), float(v)) for k, v in spec.constraints.items()}
     exclude = [r["config"] for r in engine.archive]
     if len(spec.objectives) == 2:
-        second = cost_model(spec.objectives[1], space.resolutions, width_mult=width, n_classes=classes)
+        second = model_of(spec.objectives[1])
         sols = solve_front(acc, second, n, cons, exclude=exclude)
     else:
         sols = []

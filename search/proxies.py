@@ -201,8 +201,12 @@ def _naswot(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> floa
     k = torch.zeros(n, n, dtype=torch.float64)
 
     def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        c = (inp[0].detach().reshape(n, -1) > 0).double()
-        k.add_(c @ c.t() + (1.0 - c) @ (1.0 - c).t())
+        # c c^T + (1-c)(1-c)^T = 2 c c^T - s_i - s_j + N_A (s = active units per image): one product, not two.
+        # float32 is exact while the counts stay below 2^24 (N_A per layer is ~10^6 at r 256); float64 above.
+        a = inp[0].detach().reshape(n, -1)
+        c = (a > 0).to(torch.float32 if a.shape[1] < 2**24 else torch.float64)
+        s = c.sum(dim=1, dtype=torch.float64)
+        k.add_(2.0 * (c @ c.t()).double() - s[:, None] - s[None, :] + float(c.shape[1]))
 
     hooks = [m.register_forward_pre_hook(hook) for m in _activation_modules(net)]
     net.train()

@@ -202,7 +202,7 @@ class JobSpec(_Strict):
     optimizer: Literal["nsga2", "milp"] = Field(
         default="nsga2",
         description="inner optimiser on the surrogate: NSGA-II, or the exact MILP (needs predictor bilinear and"
-        " additive costs: params/macs objective and constraints)",
+        " additive costs: params/macs/latency objective, params/macs/latency_ms constraints)",
     )
     n_doe: int = Field(default=100, ge=2)
     n_iter: int = Field(default=8, ge=1)
@@ -264,11 +264,13 @@ class JobSpec(_Strict):
                 raise ValueError("optimizer: milp needs predictor: bilinear (its accuracy model is linear in choices)")
             if self.search_space != "mobilenetv3":
                 raise ValueError("optimizer: milp supports the mobilenetv3 search space only")
-            if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs"):
-                raise ValueError("optimizer: milp needs an additive second objective (params or macs)")
-            extra = sorted(set(self.constraints) - {"params", "macs"})
+            if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
+                raise ValueError("optimizer: milp needs an additive second objective (params, macs or latency)")
+            extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
             if extra:
-                raise ValueError(f"optimizer: milp supports additive constraints params/macs only, not {extra[0]}")
+                raise ValueError(
+                    f"optimizer: milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
+                )
         return self
 
     def search_space_kwargs(self) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def test_spec_errors_name_the_field(data: dict, field: str) -> None:
 def test_milp_spec_ok() -> None:
     spec = load_spec({"optimizer": "milp", "predictor": "bilinear", "constraints": {"macs": 3e8}})
     assert spec.optimizer == "milp"
+    lat = {"latency_table": "lut.json", "constraints": {"latency_ms": 20.0, "params": 5e6}}
+    for f2 in ("latency", "params", "macs"):  # latency from a table is additive too
+        spec = load_spec({"optimizer": "milp", "predictor": "bilinear", "objectives": ["top1_err", f2], **lat})
+        assert spec.optimizer == "milp" and spec.constraints["latency_ms"] == 20.0
 
 
 def test_evaluator_reports_score_and_pseudo_top1() -> None:
