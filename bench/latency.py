@@ -127,7 +127,8 @@ def main() -> None:
         "table_build_seconds_with_calibration": round(total_build_s, 1),
         "e2e_measure_seconds": round(e2e_s, 1),
         "correction": {
-            k: table.correction[k] for k in ("scale", "offset_ms", "n", "mape_raw_pct", "mape_corrected_in_sample_pct")
+            k: table.correction.get(k)
+            for k in ("scale", "per_layer_ms", "offset_ms", "n", "mape_raw_pct", "mape_corrected_in_sample_pct")
         }
         if table.correction
         else None,
