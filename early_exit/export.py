@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch
 
 from early_exit.metrics import apply_policy
 from early_exit.network import DEFAULT_HEAD_WIDTH, EarlyExitNet, build_early_exit_net, exit_macs, exits_of
+from supernets.export import save_atomic, temp_beside
 
 FORMATS = ("onnx", "torch")
 ONNX_TOLERANCE = 1e-4
@@ -58,13 +58,6 @@ CHECKPOINT_FORMAT = "msunas-early-exit"
 def output_names(net: EarlyExitNet) -> list[str]:
     """ONNX output names of ``net``'s exits in policy order: ``logits_s<k>`` per early exit, ``logits`` last."""
     return [f"logits_s{s + 1}" for s in net.exit_stages] + ["logits"]
-
-
-def _temp_beside(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def _check_thresholds(net: EarlyExitNet, thresholds: Sequence[float]) -> list[float]:
@@ -170,7 +163,7 @@ def export_onnx(
 
     thr = _check_thresholds(net, thresholds)
     path = Path(out).expanduser()
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     net = net.eval().float().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     names = output_names(net)
     try:
@@ -226,7 +219,6 @@ def export_torch(
     """Write the self-contained checkpoint described in the module docstring."""
     thr = _check_thresholds(net, thresholds)
     path = Path(out).expanduser()
-    tmp = _temp_beside(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": dict(config),
@@ -240,12 +232,7 @@ def export_torch(
         "state_dict": net.state_dict(),
         "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str, list))},
     }
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    save_atomic(payload, path)
     return {"format": "torch", "path": str(path), "thresholds": thr}
 
 

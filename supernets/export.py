@@ -31,16 +31,29 @@ FORMATS = ("onnx", "torch")
 ONNX_TOLERANCE = 1e-4
 
 
-def _atomic(path: Path) -> tuple[Path, Path]:
+def temp_beside(path: Path) -> Path:
+    """A fresh temporary file next to ``path`` (created with its folder), to write and then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
-    return path, Path(tmp)
+    return Path(tmp)
+
+
+def save_atomic(payload: Mapping[str, Any], path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file: a crash never leaves a truncated checkpoint."""
+    tmp = temp_beside(path)
+    try:
+        torch.save(dict(payload), tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def export_onnx(net: nn.Module, r: int, out: str | Path, *, opset: int = 17, check: bool = True) -> dict[str, Any]:
     """Write ``net`` as ONNX for ``r x r`` inputs; with ``check`` compare onnxruntime with PyTorch (<= 1e-4)."""
-    path, tmp = _atomic(Path(out).expanduser())
+    path = Path(out).expanduser()
+    tmp = temp_beside(path)
     net = net.eval().float().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     x = torch.randn(1, 3, r, r)
     try:
@@ -102,7 +115,7 @@ def export_torch(
     metrics: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write the self-contained checkpoint described in the module docstring."""
-    path, tmp = _atomic(Path(out).expanduser())
+    path = Path(out).expanduser()
     payload = {
         "format": "msunas-subnet",
         "config": dict(config),
@@ -112,12 +125,7 @@ def export_torch(
         "state_dict": net.state_dict(),
         "metrics": dict(metrics or {}),
     }
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    save_atomic(payload, path)
     return {"format": "torch", "path": str(path)}
 
 

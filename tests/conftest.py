@@ -45,3 +45,13 @@ def write_random_oracle(path: Path, seed: int = 0) -> Path:
     arrays["6.bias"] = np.array([0.8], dtype=np.float32)
     np.savez(path, **arrays)
     return path
+
+
+def run_cli(args: list[str]) -> int:
+    """Run ``msunas ARGS`` in-process; its exit code (0 when it returns normally)."""
+    from service.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    return int(e.value.code or 0)

@@ -24,18 +24,10 @@ from early_exit.export import load_torch_export, onnx_outputs, run_onnx_policy
 from early_exit.metrics import confidence_threshold
 from search.datasets import load_dataset
 from search.select import n_exits_of
-from service.cli import main
 from supernets.train import TrainConfig, train_supernet
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "examples" / "early_exit_digits.yaml"
-
-
-def _run(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-        raise SystemExit(0)
-    return int(e.value.code or 0)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +71,7 @@ def test_early_exit_search_select_export_through_the_cli(
     spec_file = tmp_path / "ee.yaml"
     spec_file.write_text(yaml.safe_dump(_spec(supernet_path)))
     out = tmp_path / "run"
-    assert _run(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
+    assert run_cli(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_archive"] == 6 and summary["hv"] > 0
     doc = json.loads((out / "iter_1.stats").read_text())
@@ -101,7 +93,7 @@ def test_early_exit_search_select_export_through_the_cli(
     k = Counter(n_exits_of(r["config"]) for r in ok).most_common(1)[0][0]
     picks, csv_path = tmp_path / "picks", tmp_path / "picks.csv"
     args = ["select", str(out), "-n", "2", "--n-exits", str(k), "--save", str(picks), "--csv", str(csv_path)]
-    assert _run(args) == 0
+    assert run_cli(args) == 0
     capsys.readouterr()
     chosen = [json.loads(p.read_text()) for p in sorted(picks.glob("net_*.subnet"))]
     assert chosen and all(n_exits_of(c) == k for c in chosen)
@@ -113,7 +105,7 @@ def test_early_exit_search_select_export_through_the_cli(
     onnx_path = tmp_path / "ee.onnx"
     sub = str(picks / "net_0.subnet")
     args = ["export", "--config", sub, "--supernet", str(supernet_path), "--dataset", "digits", "--n-epochs", "0"]
-    assert _run([*args, "--format", "onnx", "--out", str(onnx_path)]) == 0
+    assert run_cli([*args, "--format", "onnx", "--out", str(onnx_path)]) == 0
     text = capsys.readouterr().out
     assert "exported early-exit onnx" in text and "onnxruntime parity" in text and "validation top-1" in text
     images = next(iter(digits.valid.batches(int(chosen[0]["r"]), 24)))[0]  # real digits at the pick's resolution
@@ -128,8 +120,8 @@ def test_early_exit_search_select_export_through_the_cli(
     # without --dataset (untrained heads, seeded): the ONNX file and the PyTorch checkpoint hold the same network
     pt_path, onnx2 = tmp_path / "ee.pt", tmp_path / "ee2.onnx"
     base = ["export", "--config", sub, "--supernet", str(supernet_path)]
-    assert _run([*base, "--format", "torch", "--out", str(pt_path)]) == 0
-    assert _run([*base, "--format", "onnx", "--out", str(onnx2)]) == 0
+    assert run_cli([*base, "--format", "torch", "--out", str(pt_path)]) == 0
+    assert run_cli([*base, "--format", "onnx", "--out", str(onnx2)]) == 0
     assert "exit heads are untrained" in capsys.readouterr().err
     net, ck = load_torch_export(pt_path)
     assert ck["config"] == chosen[0] and ck["thresholds"] == pytest.approx(meta["thresholds"])
@@ -150,11 +142,11 @@ def test_b_mode_export_needs_thresholds(
 ) -> None:
     cfg = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "b": [1, 0, 1, 0]}
     base = ["export", "--config", json.dumps(cfg), "--supernet", str(supernet_path), "--format", "onnx"]
-    assert _run([*base, "--out", str(tmp_path / "b.onnx")]) == 2
+    assert run_cli([*base, "--out", str(tmp_path / "b.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("msunas: error: --thresholds: b-mode exits are calibrated") and err.count("\n") == 1
-    assert _run([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9"]) == 2
+    assert run_cli([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9"]) == 2
     assert "thresholds: expected 2 values" in capsys.readouterr().err
-    assert _run([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9,0.8"]) == 0
+    assert run_cli([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9,0.8"]) == 0
     _, meta = onnx_outputs(tmp_path / "b.onnx", np.zeros((1, 3, 32, 32), np.float32))
     assert meta["thresholds"] == [0.9, 0.8] and meta["exit_outputs"] == ["logits_s1", "logits_s3", "logits"]

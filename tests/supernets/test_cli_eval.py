@@ -10,18 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.cli import main
 from supernets.export import load_torch_export
 from supernets.ofa_supernet import build_supernet
+from tests.conftest import run_cli
 
 CFG = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 4, 2, 2], "r": 32}
-
-
-def _run(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-        raise SystemExit(0)
-    return int(e.value.code or 0)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def test_export_onnx_with_bn_recalibration(supernet_file: Path, tmp_path: Path, 
     cfg_file = tmp_path / "net.subnet"
     cfg_file.write_text(json.dumps(CFG))
     out = tmp_path / "net.onnx"
-    rc = _run(
+    rc = run_cli(
         [
             "export",
             "--config",
@@ -61,7 +54,7 @@ def test_export_onnx_with_bn_recalibration(supernet_file: Path, tmp_path: Path, 
 def test_export_torch(supernet_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "net.pt"
     assert (
-        _run(
+        run_cli(
             [
                 "export",
                 "--config",
@@ -90,7 +83,7 @@ def test_export_torch(supernet_file: Path, tmp_path: Path) -> None:
     ],
 )
 def test_export_errors_are_one_line(supernet_file: Path, tmp_path: Path, capsys, args: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
-    rc = _run(["export", *args, "--supernet", str(supernet_file), "--out", str(tmp_path / "x")])
+    rc = run_cli(["export", *args, "--supernet", str(supernet_file), "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("msunas: error: ") and needle in err and err.count("\n") == 1
 
@@ -119,13 +112,13 @@ def test_supernet_train_cli_and_errors(tmp_path: Path, capsys) -> None:  # type:
         "0",
         "--no-progress",
     ]
-    assert _run(base) == 0
+    assert run_cli(base) == 0
     assert "supernet written to" in capsys.readouterr().out and out.is_file()
-    assert _run(base) == 2
+    assert run_cli(base) == 2
     assert "exists; pass --resume" in capsys.readouterr().err
-    assert _run([*base[:-1], "--resume"]) == 0  # already finished: nothing to do
+    assert run_cli([*base[:-1], "--resume"]) == 0  # already finished: nothing to do
     assert (
-        _run(
+        run_cli(
             [
                 "supernet",
                 "train",
