@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -44,6 +47,16 @@ def ofa_oracle(path, configs) -> np.ndarray:
 def _acc_model(model, space):
     return milp.additive_model(lambda cs: model.predict(space.encode_many(list(cs))), space.resolutions)
 
+
+
+def _milp_spec(shared_data: Path, **kw: Any) -> Any:
+    """A small hard-constrained oracle job solved by the MILP with the bilinear predictor."""
+    from search.spec import load_spec
+
+    oracle = shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz"
+    return load_spec({"width_mult": 1.2, "resolution": [160, 224], "evaluator": {"kind": "oracle", "path": str(oracle)},
+                      "constraint_mode": "hard", "predictor": "bilinear", "optimizer": "milp", "n_doe": 30,
+                      "n_iter": 4, "iterations": 2, **kw})
 
 def test_cost_decomposition_is_exact(space, costs) -> None:
     cs = space.sample(2000, np.random.default_rng(0))
@@ -115,23 +128,8 @@ def test_engine_with_milp_optimizer(shared_data) -> None:
     """A whole (small) search with ``optimizer: milp`` on the OFA oracle: feasible, fresh candidates."""
     from search.engine import Engine
     from search.evaluator import get_evaluator
-    from search.spec import load_spec
 
-    spec = load_spec(
-        {
-            "width_mult": 1.2,
-            "resolution": [160, 224],
-            "evaluator": {"kind": "oracle", "path": str(shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz")},
-            "objectives": ["top1_err", "macs"],
-            "constraints": {"macs": 350e6},
-            "constraint_mode": "hard",
-            "predictor": "bilinear",
-            "optimizer": "milp",
-            "n_doe": 30,
-            "n_iter": 4,
-            "iterations": 2,
-        }
-    )
+    spec = _milp_spec(shared_data, objectives=["top1_err", "macs"], constraints={"macs": 350e6})
     eng = Engine(spec)
     ev = get_evaluator(spec)
     keys: set[str] = set()
@@ -235,25 +233,10 @@ def test_engine_milp_with_latency(shared_data, note10) -> None:
     """``optimizer: milp`` with a latency objective and a latency_ms bound (note10 table): every proposal fits."""
     from search.engine import Engine
     from search.evaluator import get_evaluator
-    from search.spec import load_spec
 
     folder = shared_data / "latency_luts" / "note10"
-    spec = load_spec(
-        {
-            "width_mult": 1.2,
-            "resolution": [160, 224],
-            "evaluator": {"kind": "oracle", "path": str(shared_data / "ofa_imagenet_predictor" / "acc_predictor.npz")},
-            "objectives": ["top1_err", "latency"],
-            "latency_table": str(folder),
-            "constraints": {"latency_ms": 30.0},
-            "constraint_mode": "hard",
-            "predictor": "bilinear",
-            "optimizer": "milp",
-            "n_doe": 30,
-            "n_iter": 4,
-            "iterations": 2,
-        }
-    )
+    spec = _milp_spec(shared_data, objectives=["top1_err", "latency"], latency_table=str(folder),
+                      constraints={"latency_ms": 30.0})
     eng = Engine(spec)
     ev = get_evaluator(spec)
     it = 0
