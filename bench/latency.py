@@ -1,7 +1,7 @@
 """Benchmark: latency LUT vs measured end-to-end latency on this machine (ONNX Runtime CPU, batch 1, 1 thread).
 
 1. Build the msunas table for width 1.0, r 160..224 (every distinct block measured standalone; timed), with the
-   bias correction fitted from 10 random subnets measured end to end.
+   bias correction fitted from 30 random subnets measured end to end.
 2. Measure 100 other random subnets end to end on the same runtime.
 3. Kendall tau / Spearman rho / MAPE of the LUT prediction (raw block sum and corrected) against them, and how
    the summed NSGANetV2 i7-8700K table (a foreign device) ranks the same subnets.
@@ -44,13 +44,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="wall latency or thread CPU time")
     ap.add_argument("--table", default=None, help="default bench/results/lut_ort_cpu_w1.0_r160-224_<clock>.json")
-    ap.add_argument("--repeat", type=int, default=20, help="timed runs per block")
-    ap.add_argument("--e2e-repeat", type=int, default=30, help="timed runs per end-to-end subnet")
+    ap.add_argument("--repeat", type=int, default=40, help="timed runs per block")
+    ap.add_argument("--e2e-repeat", type=int, default=45, help="timed runs per end-to-end subnet")
     ap.add_argument("--statistic", default="min", choices=["median", "min"],
                     help="of the timed runs, for blocks and subnets alike (see the module docstring)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved passes over the subnets")
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--calibrate", type=int, default=10)
+    ap.add_argument("--calibrate", type=int, default=30)
     ap.add_argument("--out", default=None, help="default bench/results/latency_<clock>.json")
     ap.add_argument("--shared-data", default=os.environ.get("MSUNAS_SHARED_DATA", "../shared/data"))
     args = ap.parse_args()
