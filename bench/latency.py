@@ -84,22 +84,12 @@ def main() -> None:
 
     configs = get_search_space("mobilenetv3", lr=160, ur=224).sample(args.n, np.random.default_rng(12345))
     t = time.perf_counter()
-    measured = measure_configs(
-        configs, device="onnxruntime-cpu", threads=1, batch_size=1, warmup=5, repeat=args.e2e_repeat, clock=args.clock,
-        statistic=args.statistic, rounds=args.rounds,
-    )
+    e2e = {"device": "onnxruntime-cpu", "threads": 1, "batch_size": 1, "warmup": 5, "repeat": args.e2e_repeat,
+           "clock": args.clock, "statistic": args.statistic, "rounds": args.rounds}
+    measured = measure_configs(configs, **e2e)
     e2e_s = time.perf_counter() - t
     # re-measure a few subnets at the end: how stable are end-to-end timings on this (shared) machine?
-    again = measure_configs(
-        configs[:10],
-        device="onnxruntime-cpu",
-        threads=1,
-        batch_size=1,
-        warmup=5,
-        repeat=args.e2e_repeat,
-        clock=args.clock,
-        statistic=args.statistic, rounds=args.rounds,
-    )
+    again = measure_configs(configs[:10], **e2e)
     raw = table.predict(configs, raw=True)
     corrected = table.predict(configs)
 

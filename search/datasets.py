@@ -92,6 +92,12 @@ def resize_batch(images: torch.Tensor, r: int) -> torch.Tensor:
     return _normalise(x)
 
 
+
+def _order(total: int, limit: int | None, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """The indices a pass visits: the first ``limit`` (all without one), or a seeded random ``limit`` of them."""
+    n = total if limit is None else min(limit, total)
+    return torch.randperm(total, generator=generator)[:n] if shuffle else torch.arange(n)
+
 @dataclass
 class TensorImages:
     """An in-memory split: uint8 images (N, C, H, W) and int64 labels; ``flip``: random h-flip when augmenting."""
@@ -121,9 +127,8 @@ class TensorImages:
         num_workers: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches resized to ``r``; ``shuffle``/``augment`` draw from ``generator`` only (deterministic)."""
-        n = len(self) if limit is None else min(limit, len(self))
-        order = torch.randperm(len(self), generator=generator)[:n] if shuffle else torch.arange(n)
-        for s in range(0, n, batch_size):
+        order = _order(len(self), limit, shuffle, generator)
+        for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             x = self.images[idx]
             if augment:
@@ -172,8 +177,7 @@ class FolderImages:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         from torch.utils.data import DataLoader, Subset
 
-        n = len(self) if limit is None else min(limit, len(self))
-        order = torch.randperm(len(self), generator=generator)[:n] if shuffle else torch.arange(n)
+        order = _order(len(self), limit, shuffle, generator)
         ds = _FolderDataset(self.samples, _folder_transform(r, augment, self.center_crop))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if augment else 0
         loader = DataLoader(

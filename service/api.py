@@ -305,8 +305,13 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
         return problem_response(request, Problem(503, "Service Unavailable", f"database unavailable: {exc}",
                                                  headers={"Retry-After": "2"}))
 
-    def not_found(e: Exception) -> Problem:
-        return Problem(404, "Not Found", str(e))
+    @app.exception_handler(repo.NotFoundError)  # a job/iteration/architecture absent or another token's
+    async def _not_found(request: Request, exc: repo.NotFoundError) -> JSONResponse:
+        return problem_response(request, Problem(404, "Not Found", str(exc)))
+
+    @app.exception_handler(repo.ConflictError)
+    async def _conflict(request: Request, exc: repo.ConflictError) -> JSONResponse:
+        return problem_response(request, Problem(409, "Conflict", str(exc)))
 
     # ---- the dashboard: static page + assets shipped in the package (no CDN); its API calls carry the token
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -375,12 +380,6 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
             raise Problem(422, "Unprocessable Content", str(e), field=fld) from None
         return {"items": items, "next_cursor": nxt}
 
-    def _get(s: Any, tid: int, job_id: int) -> Any:
-        try:
-            return repo.get_job(s, tid, job_id)
-        except repo.NotFoundError as e:
-            raise not_found(e) from None
-
     summary_cache: dict[tuple[int, int], tuple[float, bytes]] = {}
     refreshing: dict[tuple[int, int], asyncio.Task[tuple[float, bytes]]] = {}
 
@@ -408,7 +407,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     async def _refresh(key: tuple[int, int]) -> tuple[float, bytes]:
         try:
             return await run_in_threadpool(_summary, *key)
-        except Problem:
+        except repo.NotFoundError:
             summary_cache.pop(key, None)  # the job is gone (or not the caller's): answer 404 from now on
             raise
         finally:
@@ -416,7 +415,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
 
     def _summary(tid: int, job_id: int) -> tuple[float, bytes]:
         with db.transaction() as s:
-            body = json.dumps(repo.job_summary(s, _get(s, tid, job_id)), separators=(",", ":")).encode()
+            body = json.dumps(repo.job_summary(s, repo.get_job(s, tid, job_id)), separators=(",", ":")).encode()
         if len(summary_cache) > 10_000:
             summary_cache.clear()
         entry = (time.monotonic() + SUMMARY_CACHE_SECONDS, body)
@@ -426,15 +425,10 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     @app.post("/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel(job_id: JobId, tid: Owner) -> dict[str, Any]:
         """Cancel a queued or running job (409 when it already finished)."""
-        try:
-            with db.transaction() as s:
-                out = repo.job_summary(s, repo.cancel_job(s, tid, job_id))
-            _invalidate(job_id)
-            return out
-        except repo.NotFoundError as e:
-            raise not_found(e) from None
-        except repo.ConflictError as e:
-            raise Problem(409, "Conflict", str(e)) from None
+        with db.transaction() as s:
+            out = repo.job_summary(s, repo.cancel_job(s, tid, job_id))
+        _invalidate(job_id)
+        return out
 
     @app.post("/jobs/{job_id}/resume", status_code=202, tags=["jobs"])
     def resume(job_id: JobId, tid: Owner, body: ResumeRequest | None = None) -> dict[str, Any]:
@@ -444,10 +438,6 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
                 out = repo.job_summary(s, repo.resume_job(s, tid, job_id, body.from_iteration if body else None))
             _invalidate(job_id)
             return out
-        except repo.NotFoundError as e:
-            raise not_found(e) from None
-        except repo.ConflictError as e:
-            raise Problem(409, "Conflict", str(e)) from None
         except ValueError as e:
             raise Problem(422, "Unprocessable Content", str(e), field="from_iteration") from None
 
@@ -455,7 +445,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     def iterations(job_id: JobId, tid: Owner) -> dict[str, Any]:
         """Every stored iteration's statistics (HV, archive size, surrogate fit)."""
         with db.transaction() as s:
-            _get(s, tid, job_id)
+            repo.get_job(s, tid, job_id)
             return {"items": [_iteration_out(it) for it in repo.list_iterations(s, job_id)]}
 
     @app.get("/jobs/{job_id}/iterations/{k}", tags=["iterations"])
@@ -464,11 +454,8 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
                   ) -> dict[str, Any]:
         """One stored iteration (optionally with its engine state)."""
         with db.transaction() as s:
-            _get(s, tid, job_id)
-            try:
-                return _iteration_out(repo.get_iteration(s, job_id, k), with_state=include_state)
-            except repo.NotFoundError as e:
-                raise not_found(e) from None
+            repo.get_job(s, tid, job_id)
+            return _iteration_out(repo.get_iteration(s, job_id, k), with_state=include_state)
 
     @app.get("/jobs/{job_id}/archive", tags=["archive"])
     def archive(
@@ -479,7 +466,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     ) -> dict[str, Any]:
         """The job's evaluated architectures in evaluation order (``next_cursor`` for the next page)."""
         with db.transaction() as s:
-            _get(s, tid, job_id)
+            repo.get_job(s, tid, job_id)
             try:
                 rows, nxt = repo.list_archive(s, job_id, cursor=cursor, limit=limit)
             except ValueError as e:
@@ -490,11 +477,8 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     def arch(job_id: JobId, arch_id: ArchId, tid: Owner) -> dict[str, Any]:
         """One archived architecture, with its timm-style ``block_strings`` (``supernets.codec``)."""
         with db.transaction() as s:
-            job = _get(s, tid, job_id)
-            try:
-                rec = repo.arch_record(repo.get_architecture(s, job_id, arch_id))
-            except repo.NotFoundError as e:
-                raise not_found(e) from None
+            job = repo.get_job(s, tid, job_id)
+            rec = repo.arch_record(repo.get_architecture(s, job_id, arch_id))
             width = job.spec.get("width_mult", 1.0)
         rec["block_strings"] = _block_strings(rec["config"], width)
         return rec
@@ -503,7 +487,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     def select_(job_id: JobId, tid: Owner, body: SelectRequest) -> dict[str, Any]:
         """Pick architectures from the archive (same options as ``msunas select``)."""
         with db.transaction() as s:
-            _get(s, tid, job_id)
+            repo.get_job(s, tid, job_id)
             records = [repo.arch_record(a) for a in repo.all_archive(s, job_id)]
         from search.select import select
 
@@ -521,11 +505,8 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
                format: Annotated[str, Query(pattern="^(onnx|torch|pytorch)$")] = "onnx") -> Response:  # noqa: A002
         """The architecture as ONNX (or a PyTorch checkpoint), extracted from the job's supernet."""
         with db.transaction() as s:
-            job = _get(s, tid, job_id)
-            try:
-                a = repo.get_architecture(s, job_id, arch_id)
-            except repo.NotFoundError as e:
-                raise not_found(e) from None
+            job = repo.get_job(s, tid, job_id)
+            a = repo.get_architecture(s, job_id, arch_id)
             spec_d, config, metrics = dict(job.spec), dict(a.config), dict(a.metrics or {})
         return _export(spec_d, config, format, metrics)
 

@@ -342,7 +342,7 @@ def _register_select(app: typer.Typer) -> None:
             path = lut or spec.get("latency_table")
             if not path:
                 raise ValueError("--lut: --verify-latency needs a latency table (the job's spec has no latency_table)")
-            if not Path(path).is_file() and not Path(path).is_dir():
+            if not Path(path).exists():
                 raise ValueError(f"--lut: the job's latency table {path} is not readable on this machine; "
                                  "pass a local copy with --lut")
             bound = (job.get("constraints") or {}).get("latency_ms")

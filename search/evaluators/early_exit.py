@@ -63,11 +63,7 @@ class EarlyExitEvaluator(SupernetEvaluator):
     def prepare(self, config: dict[str, Any]) -> tuple[EarlyExitNet, dict[str, float]]:  # type: ignore[override]
         """Extract + recalibrate the backbone, attach the heads, train jointly; (network, metrics + times)."""
         o = self.opts
-        if o.num_threads:
-            torch.set_num_threads(o.num_threads)
-        cfg = self.space.validate(config)
-        r = int(cfg["r"])
-        seed = self.candidate_seed(cfg)
+        cfg, r, seed = self.begin(config)
         t0 = time.perf_counter()
         sub = extract_subnet(self.supernet, {k: cfg[k] for k in _BACKBONE}).to(self.device)
         t1 = time.perf_counter()

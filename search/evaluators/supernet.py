@@ -158,9 +158,14 @@ class SupernetEvaluator(Evaluator):
         return -(-n // self.opts.batch_size)
 
     # -------------------------------------------------------------------------------- one candidate
-    def candidate_seed(self, cfg: dict[str, Any]) -> int:
-        """Seed of one candidate's data order and fine-tuning: the job seed and the config's key."""
-        return (self.job.seed * 1_000_003 + zlib.crc32(codec.config_key(cfg).encode())) % (2**63 - 1)
+    def begin(self, config: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+        """Start one candidate: apply ``num_threads``, validate ``config``; (config, resolution, seed), the seed
+        (of its data order and fine-tuning) from the job seed and the config's key."""
+        if self.opts.num_threads:
+            torch.set_num_threads(self.opts.num_threads)
+        cfg = self.space.validate(config)
+        seed = (self.job.seed * 1_000_003 + zlib.crc32(codec.config_key(cfg).encode())) % (2**63 - 1)
+        return cfg, int(cfg["r"]), seed
 
     def prepare(self, config: dict[str, Any]) -> tuple[nn.Module, dict[str, float]]:
         """Extract, recalibrate BN and fine-tune ``config``'s subnet; returns (network, training metrics + times).
@@ -168,11 +173,7 @@ class SupernetEvaluator(Evaluator):
         The network is what :meth:`evaluate` validates and what ``msunas export`` writes.
         """
         o = self.opts
-        if o.num_threads:
-            torch.set_num_threads(o.num_threads)
-        cfg = self.space.validate(config)
-        r = int(cfg["r"])
-        seed = self.candidate_seed(cfg)
+        cfg, r, seed = self.begin(config)
         t0 = time.perf_counter()
         net = extract_subnet(self.supernet, cfg).to(self.device)
         if o.channels_last:
