@@ -225,7 +225,7 @@ def part_digits(run_dir: str | None) -> None:
     import torch
 
     from search import proxies
-    from search.datasets import load_dataset
+    from supernets.datasets import load_dataset
     from search.io import read_stats, records_from_stats
     from search.spec import load_spec
     from supernets.ofa_supernet import load_supernet

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,20 +33,19 @@ from torch import nn
 
 from robustness.corruptions import corrupt_batch, load_cifar_c, mean_corruption_error
 from robustness.flatness import flatness
-
-if TYPE_CHECKING:
-    from search.spec import JobSpec
+from robustness.spec import RobustJob
+from supernets.datasets import MEAN, STD, resize_batch
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 MIN_CORRUPT_SIDE = 32
 
 
-def wants_flatness(job: JobSpec) -> bool:
+def wants_flatness(job: RobustJob) -> bool:
     """True when the job needs R: ``top1_robust`` is an objective or ``robustness.measure`` is set."""
     return "top1_robust" in job.objectives or bool(job.robustness.measure)
 
 
-def wants_corruptions(job: JobSpec) -> bool:
+def wants_corruptions(job: RobustJob) -> bool:
     """True when the job asks for corruption metrics (a ``robustness.corruptions`` section)."""
     return job.robustness.corruptions is not None
 
@@ -54,11 +53,11 @@ def wants_corruptions(job: JobSpec) -> bool:
 class RobustnessProbe:
     """Computes R and corruption metrics of fine-tuned candidates for one job (see the module docstring).
 
-    ``data`` is the evaluator's :class:`search.datasets.DatasetSplits` (its ``valid`` split is used);
+    ``data`` is the evaluator's :class:`supernets.datasets.DatasetSplits` (its ``valid`` split is used);
     ``to_input(uint8 NCHW, r)`` is the dataset pipeline's conversion to the normalised network input.
     """
 
-    def __init__(self, job: JobSpec, data: Any, *, device: torch.device | str = "cpu") -> None:
+    def __init__(self, job: RobustJob, data: Any, *, device: torch.device | str = "cpu") -> None:
         self.job = job
         self.opts = job.robustness
         self.data = data
@@ -70,7 +69,7 @@ class RobustnessProbe:
         self._labels: np.ndarray | None = None
 
     @classmethod
-    def from_job(cls, job: JobSpec, data: Any, *, device: torch.device | str = "cpu") -> RobustnessProbe | None:
+    def from_job(cls, job: RobustJob, data: Any, *, device: torch.device | str = "cpu") -> RobustnessProbe | None:
         """A probe when the job asks for robustness metrics, else None (evaluators then skip it at no cost)."""
         if not (wants_flatness(job) or wants_corruptions(job)):
             return None
@@ -203,8 +202,6 @@ class RobustnessProbe:
 
     @staticmethod
     def _denormalised(valid_batches: Batches, n: int) -> np.ndarray:
-        from search.datasets import MEAN, STD
-
         x = torch.cat([b.cpu() for b, _ in valid_batches])[:n].float()
         mean = torch.tensor(MEAN).view(1, 3, 1, 1)
         std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -213,8 +210,6 @@ class RobustnessProbe:
 
     @staticmethod
     def _to_input(images_nhwc: np.ndarray, r: int) -> torch.Tensor:
-        from search.datasets import resize_batch
-
         x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
         return resize_batch(x, r)
 

@@ -7,6 +7,9 @@ job's second objective is ``top1_robust`` or ``measure: true``; corruption metri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from robustness.names import CORRUPTIONS, SEVERITIES
@@ -79,3 +82,16 @@ class RobustnessSpec(BaseModel):
     vld_images: int | None = Field(default=None, ge=1, description="validation images used for R; default: all")
     measure: bool = Field(default=False, description="measure R even when top1_robust is not an objective")
     corruptions: CorruptionSpec | None = None
+
+
+class RobustJob(Protocol):
+    """What robustness reads of a job spec (``search.spec.JobSpec`` satisfies it; robustness sits below search)."""
+
+    @property
+    def objectives(self) -> Sequence[str]: ...
+
+    @property
+    def robustness(self) -> RobustnessSpec: ...
+
+    @property
+    def seed(self) -> int: ...

@@ -57,6 +57,7 @@ from search.objectives import COST_KEYS, Objectives
 from search.spec import JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
 from supernets import codec, get_search_space
+from supernets.errors import InputError
 
 STATE_VERSION = 1
 # spec fields a saved state must agree on to be resumed under a (possibly extended) spec
@@ -384,7 +385,7 @@ class Engine:
         """An engine built from the spec stored in ``state`` and resumed from it."""
         if not isinstance(state, Mapping) or "spec" not in state:
             raise ValueError("state.spec: missing (not an engine state_dict)")
-        return cls(load_spec(dict(state["spec"]))).load_state_dict(state)
+        return make_engine(load_spec(dict(state["spec"]))).load_state_dict(state)
 
     def load_archive(self, rows: Sequence[Mapping[str, Any]], iteration: int) -> Engine:
         """Start from an existing archive (e.g. a CNAS ``iter_K.stats``), as if ``iteration`` had just been told.
@@ -779,3 +780,21 @@ class Engine:
             remaining.remove(j)
             pts = np.vstack([pts, Fc[j][None]])
         return out
+
+
+# engine kinds (the spec's ``engine.kind``) -> "module:Class"; each class has Engine's ask/tell/state contract and
+# is imported only when a job asks for it (optional dependencies stay optional)
+ENGINE_KINDS: dict[str, str] = {"msunas": "search.engine:Engine"}
+
+
+def make_engine(spec: JobSpec | Mapping[str, Any] | str | Path) -> Engine:
+    """The engine a job spec asks for (``engine.kind``), fresh (load a state with ``load_state_dict``)."""
+    import importlib
+
+    job = spec if isinstance(spec, JobSpec) else load_spec(dict(spec) if isinstance(spec, Mapping) else spec)
+    kind = job.engine.kind
+    if kind not in ENGINE_KINDS:
+        raise InputError("engine.kind", f"{kind!r} is not one of {sorted(ENGINE_KINDS)}")
+    module, _, name = ENGINE_KINDS[kind].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cast(Engine, cls(job))

@@ -163,8 +163,12 @@ class PenaltySpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    """Knobs of the MSuNAS engine (defaults are the benchmarked choice, see docs/search.md)."""
+    """Knobs of the MSuNAS engine (defaults are the benchmarked choice, see docs/search.md).
 
+    ``kind`` names the engine (``search.engine.ENGINE_KINDS``): ``msunas`` is the surrogate-assisted NSGA-II loop.
+    """
+
+    kind: Literal["msunas"] = "msunas"
     pop_size: int = Field(default=40, ge=4, description="inner NSGA-II population on the surrogate")
     n_gen: int = Field(default=20, ge=1, description="inner NSGA-II generations per iteration")
     encoding: Literal["auto", "int", "onehot", "both"] = Field(

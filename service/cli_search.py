@@ -10,12 +10,12 @@ import typer
 
 
 def _load_engine(spec_path: str, resume: str | None) -> tuple[Any, Any]:
-    from search.engine import Engine
+    from search.engine import make_engine
     from search.io import iteration_of, read_stats, records_from_stats
     from search.spec import load_spec
 
     spec = load_spec(spec_path)
-    eng = Engine(spec)
+    eng = make_engine(spec)
     if resume:
         doc = read_stats(resume)
         if isinstance(doc.get("engine"), dict):

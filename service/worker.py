@@ -219,7 +219,7 @@ class Worker:
             self._engines.pop(claim.job_id, None)
 
     def _step(self, claim: repo.StepClaim) -> bool:
-        from search.engine import Engine
+        from search.engine import make_engine
         from search.evaluator import EvalResult
         from search.spec import load_spec
 
@@ -235,7 +235,7 @@ class Worker:
             if cached is not None and cached.asked_iteration == inp.cur_iteration and cached.asked_keys == task_keys:
                 eng = cached.engine
             else:  # rebuild from the stored state right after the ask (or the last told iteration, and ask again)
-                eng = Engine(spec)
+                eng = make_engine(spec)
                 state = inp.pending_state if inp.pending_state is not None else inp.latest_state
                 if state is not None:
                     eng.load_state_dict(state)
@@ -256,7 +256,7 @@ class Worker:
                 by_key = {space.key(r["config"]): r for r in eng.result()["archive"]}
                 records = [dict(by_key[k], key=k) for k in task_keys if k in by_key]
         else:
-            eng = Engine(spec)
+            eng = make_engine(spec)
             if inp.latest_state is not None:
                 eng.load_state_dict(inp.latest_state)
             stats, state, told, records = None, None, None, []

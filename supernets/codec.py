@@ -12,7 +12,7 @@ Genome (CNAS's integer vector)
 ------------------------------
 Per stage: depth index into (2, 3, 4), four kernel indices into (3, 5, 7), four expand indices into
 (3, 4, 6) -- 9 genes per stage, 45 in all (inactive slots carry index 0) -- then the resolution index into
-``range(lr, ur + 1, 4)``, present only when ``lr != ur``. Search spaces built on this one (early exits)
+``range(lr, ur + 1, 4)`` (32 <= lr <= ur <= 512), present only when ``lr != ur``. Search spaces built on this one (early exits)
 append their genes after the resolution gene.
 
 Block strings (timm / HardCoRe-NAS style)
@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from supernets.errors import InputError
+
 N_STAGES = 5
 MAX_DEPTH = 4
 N_SLOTS = N_STAGES * MAX_DEPTH
@@ -51,6 +53,7 @@ DEPTHS: tuple[int, ...] = (2, 3, 4)
 WIDTHS: tuple[float, ...] = (1.0, 1.2)
 RES_STEP = 4
 MIN_RESOLUTION = 32
+MAX_RESOLUTION = 512  # bounds every input: one evaluation step must fit the smallest supported machine
 N_STAGE_GENES = 1 + 2 * MAX_DEPTH
 N_BACKBONE_GENES = N_STAGES * N_STAGE_GENES
 
@@ -92,10 +95,11 @@ def resolution_grid(lr: int, ur: int) -> list[int]:
     for name, v in (("lr", lr), ("ur", ur)):
         if not _is_int(v):
             raise ValueError(f"resolution: {name} must be an integer, got {v!r}")
-    if lr < MIN_RESOLUTION or ur < lr or (ur - lr) % RES_STEP:
-        raise ValueError(
-            f"resolution: expected lr <= ur, both >= {MIN_RESOLUTION}, ur - lr a multiple of {RES_STEP};"
-            f" got lr={lr}, ur={ur}"
+    if lr < MIN_RESOLUTION or ur < lr or ur > MAX_RESOLUTION or (ur - lr) % RES_STEP:
+        raise InputError(
+            "resolution",
+            f"expected lr <= ur, both in [{MIN_RESOLUTION}, {MAX_RESOLUTION}], ur - lr a multiple of {RES_STEP};"
+            f" got lr={lr}, ur={ur}",
         )
     return list(range(int(lr), int(ur) + 1, RES_STEP))
 

@@ -1,7 +1,7 @@
 """The per-candidate steps of true evaluation: BN recalibration, fine-tuning and validation of a static subnet.
 
 Shared by the ``supernet`` evaluator, supernet training (epoch-end checks) and the benchmark. Everything takes
-pre-built batches or an :class:`search.datasets.ImageSet`, so data order is fixed by a seeded generator.
+pre-built batches or an :class:`supernets.datasets.ImageSet`, so data order is fixed by a seeded generator.
 """
 
 from __future__ import annotations

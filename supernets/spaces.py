@@ -15,6 +15,7 @@ import numpy as np
 
 from supernets import codec
 from supernets.codec import Config
+from supernets.errors import InputError
 
 _REGISTRY: dict[str, Callable[..., SearchSpace]] = {}
 
@@ -31,23 +32,15 @@ def register_search_space(name: str) -> Callable[[Callable[..., SearchSpace]], C
 
 def search_space_names() -> list[str]:
     """Names of the registered search spaces (importing ``early_exit`` adds its own)."""
-    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def get_search_space(name: str, **kw: Any) -> SearchSpace:
     """Build the registered search space ``name`` (e.g. ``mobilenetv3``) with its keyword options."""
-    _load_plugins()
     if name not in _REGISTRY:
-        raise ValueError(f"search_space: {name!r} is not one of {sorted(_REGISTRY)}")
+        hint = " (eemobilenetv3 is registered by importing early_exit)" if name == "eemobilenetv3" else ""
+        raise InputError("search_space", f"{name!r} is not one of {sorted(_REGISTRY)}{hint}")
     return _REGISTRY[name](**kw)
-
-
-def _load_plugins() -> None:
-    try:  # the early-exit package registers its space on import; it is optional here
-        import early_exit.space  # noqa: F401
-    except ImportError:
-        pass
 
 
 class SearchSpace:

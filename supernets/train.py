@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from supernets import codec, get_search_space
+from supernets.datasets import load_dataset
 from supernets.finetune import cosine_lr, param_groups, recalibrate_bn, validate
 from supernets.ofa_supernet import build_supernet, extract_subnet, load_supernet, read_checkpoint, save_supernet
 
@@ -88,8 +89,6 @@ def train_supernet(
     Raises ``ValueError`` on bad settings, an existing finished/unrelated ``out`` file without ``resume``, or a
     resume whose settings differ from the checkpoint's.
     """
-    from search.datasets import load_dataset
-
     out = Path(out).expanduser()
     space: Any = get_search_space("mobilenetv3", lr=cfg.resolution[0], ur=cfg.resolution[1], width_mult=cfg.width_mult)
     if cfg.epochs < 1:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
-from search.datasets import DatasetSplits, load_dataset
+from supernets.datasets import DatasetSplits, load_dataset
 from search.evaluator import Evaluator, register_evaluator
 from supernets import codec, get_search_space
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate

@@ -12,7 +12,7 @@ import torch
 
 from early_exit.metrics import avg_macs
 from early_exit.network import backbone_macs
-from search.datasets import load_dataset
+from supernets.datasets import load_dataset
 from search.evaluator import get_evaluator
 from search.evaluators.early_exit import EarlyExitEvaluator
 from search.spec import load_spec

@@ -11,7 +11,7 @@ import torch
 
 from robustness.corruptions import mean_corruption_error
 from robustness.evaluation import corruption_table
-from search.datasets import load_dataset
+from supernets.datasets import load_dataset
 from search.engine import Engine
 from search.evaluators.supernet import SupernetEvaluator
 from search.spec import load_spec

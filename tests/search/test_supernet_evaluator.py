@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.datasets import load_dataset
+from supernets.datasets import load_dataset
 from search.evaluator import get_evaluator
 from search.evaluators.supernet import SupernetEvaluator
 from search.spec import load_spec

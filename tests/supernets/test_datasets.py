@@ -11,7 +11,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from search.datasets import DIGITS_TEST, SPLIT_SEED, load_dataset, split_train
+from supernets.datasets import DIGITS_TEST, SPLIT_SEED, load_dataset, split_train
 from search.spec import load_spec
 
 
