@@ -12,8 +12,8 @@ Genome (CNAS's integer vector)
 ------------------------------
 Per stage: depth index into (2, 3, 4), four kernel indices into (3, 5, 7), four expand indices into
 (3, 4, 6) -- 9 genes per stage, 45 in all (inactive slots carry index 0) -- then the resolution index into
-``range(lr, ur + 1, 4)`` (32 <= lr <= ur <= 512), present only when ``lr != ur``. Search spaces built on this one (early exits)
-append their genes after the resolution gene.
+``range(lr, ur + 1, 4)`` (32 <= lr <= ur <= 512), present only when ``lr != ur``. Search spaces built on this
+one (early exits) append their genes after the resolution gene.
 
 Block strings (timm / HardCoRe-NAS style)
 ----------------------------------------

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
-from supernets.datasets import DatasetSplits, load_dataset
 from search.evaluator import Evaluator, register_evaluator
 from supernets import codec, get_search_space
+from supernets.datasets import DatasetSplits, load_dataset
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate
 from supernets.ofa_supernet import extract_subnet, head_classes, net_width
 

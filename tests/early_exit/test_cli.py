@@ -22,8 +22,8 @@ import yaml
 
 from early_exit.export import load_torch_export, onnx_outputs, run_onnx_policy
 from early_exit.metrics import confidence_threshold
-from supernets.datasets import load_dataset
 from search.select import n_exits_of
+from supernets.datasets import load_dataset
 from supernets.train import TrainConfig, train_supernet
 from tests.conftest import ROOT, run_cli
 

@@ -12,10 +12,10 @@ import torch
 
 from early_exit.metrics import avg_macs
 from early_exit.network import backbone_macs
-from supernets.datasets import load_dataset
 from search.evaluator import get_evaluator
 from search.evaluators.early_exit import EarlyExitEvaluator
 from search.spec import load_spec
+from supernets.datasets import load_dataset
 from supernets.ofa_supernet import build_supernet, save_supernet
 from tests.early_exit.conftest import ee_space
 

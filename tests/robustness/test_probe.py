@@ -11,11 +11,11 @@ import torch
 
 from robustness.corruptions import mean_corruption_error
 from robustness.evaluation import corruption_table
-from supernets.datasets import load_dataset
 from search.engine import Engine
 from search.evaluators.supernet import SupernetEvaluator
 from search.spec import load_spec
 from supernets import get_search_space
+from supernets.datasets import load_dataset
 from supernets.ofa_supernet import build_supernet
 
 TINY = {"kind": "supernet", "n_epochs": 1, "batch_size": 32, "bn_calib_images": 64, "train_images": 96, "lr": 0.02}

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from supernets.datasets import load_dataset
 from search.evaluator import get_evaluator
 from search.evaluators.supernet import SupernetEvaluator
 from search.spec import load_spec
 from supernets import get_search_space
+from supernets.datasets import load_dataset
 from supernets.ofa_supernet import build_supernet
 
 torch.set_num_threads(1)

@@ -11,8 +11,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from supernets.datasets import DIGITS_TEST, SPLIT_SEED, load_dataset, split_train
 from search.spec import load_spec
+from supernets.datasets import DIGITS_TEST, SPLIT_SEED, load_dataset, split_train
 
 
 def _cifar_batch(path: Path, n: int, label_key: bytes, n_classes: int, seed: int) -> np.ndarray:
