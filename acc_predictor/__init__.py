@@ -18,6 +18,7 @@ from acc_predictor.carts import CartsPredictor
 from acc_predictor.gp import GPPredictor
 from acc_predictor.mlp import MLPPredictor
 from acc_predictor.rbf import RBFPredictor
+from supernets.errors import InputError
 
 _REGISTRY: dict[str, Callable[..., GenomePredictor]] = {
     "rbf": RBFPredictor,
@@ -48,11 +49,11 @@ def predictor_names() -> list[str]:
 def get_predictor(name: str, **kw: Any) -> GenomePredictor:
     """A new unfitted predictor ``name`` with hyperparameters ``kw`` (``ValueError`` for unknown names/options)."""
     if name not in _REGISTRY:
-        raise ValueError(f"predictor: {name!r} is not one of {predictor_names()}")
+        raise InputError("predictor", f"{name!r} is not one of {predictor_names()}")
     try:
         return _REGISTRY[name](**kw)
     except TypeError as exc:
-        raise ValueError(f"predictor: bad option for {name!r}: {exc}") from None
+        raise InputError("predictor", f"bad option for {name!r}: {exc}") from None
 
 
 __all__ = [

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from acc_predictor.base import GenomePredictor
 from acc_predictor.metrics import kendall_tau
+from supernets.errors import InputError
 
 DEFAULT_MEMBERS = ("rbf", "gp", "mlp", "bilinear", "quadratic")
 #: cheaper settings used only inside the CV (the refit uses the member's own): the MLP's early stopping is what
@@ -44,10 +45,10 @@ DEFAULT_CV_PARAMS: dict[str, dict[str, Any]] = {"mlp": {"n_models": 2, "max_epoc
 def _auto_int(value: Any, name: str, auto: int, low: int) -> int:
     if isinstance(value, str):
         if value != "auto":
-            raise ValueError(f"{name}: expected 'auto' or an integer >= {low}, got {value!r}")
+            raise InputError(f"{name}", f"expected 'auto' or an integer >= {low}, got {value!r}")
         return auto
     if int(value) < low:
-        raise ValueError(f"{name}: expected >= {low}, got {value!r}")
+        raise InputError(f"{name}", f"expected >= {low}, got {value!r}")
     return int(value)
 
 
@@ -72,14 +73,14 @@ class AdaptiveSwitching(GenomePredictor):
         self.random_state = random_state
 
     def _make(self, name: str, cv: bool = False) -> GenomePredictor:
-        from acc_predictor import get_predictor
+        from acc_predictor import get_predictor  # the registry imports this module: import it when used
 
         kw = dict((self.member_params or {}).get(name, {}))
         if cv:
             cvp = self.cv_params
             if isinstance(cvp, str):
                 if cvp != "auto":
-                    raise ValueError(f"cv_params: expected 'auto', None or a dict name -> options, got {cvp!r}")
+                    raise InputError("cv_params", f"expected 'auto', None or a dict name -> options, got {cvp!r}")
                 cvp = DEFAULT_CV_PARAMS
             kw.update((cvp or {}).get(name, {}))
         kw.setdefault("search_space", self.search_space)
@@ -98,18 +99,18 @@ class AdaptiveSwitching(GenomePredictor):
         """Cross-validate every member, choose ``winner_``, refit it on all of ``X``, ``y``."""
         members = [self.members] if isinstance(self.members, str) else list(self.members)
         if not members:
-            raise ValueError("members: expected at least one predictor name")
+            raise InputError("members", "expected at least one predictor name")
         if "as" in members:
-            raise ValueError("members: 'as' cannot be a member of itself")
+            raise InputError("members", "'as' cannot be a member of itself")
         n_x = self._n_samples(X)
         k = _auto_int(self.n_folds, "n_folds", 5 if n_x < 200 else 3, 2)
         reps = _auto_int(self.n_repeats, "n_repeats", 2 if n_x <= 100 else 1, 1)
         if int(self.ensemble) < 0:
-            raise ValueError(f"ensemble: expected 0 (off) or how many top members to average, got {self.ensemble!r}")
+            raise InputError("ensemble", f"expected 0 (off) or how many top members to average, got {self.ensemble!r}")
         if not isinstance(self.margin, str) and not float(self.margin) >= 0:
-            raise ValueError(f"margin: expected 'auto' or a number >= 0, got {self.margin!r}")
+            raise InputError("margin", f"expected 'auto' or a number >= 0, got {self.margin!r}")
         if isinstance(self.margin, str) and self.margin != "auto":
-            raise ValueError(f"margin: expected 'auto' or a number >= 0, got {self.margin!r}")
+            raise InputError("margin", f"expected 'auto' or a number >= 0, got {self.margin!r}")
         if self.prefer is not None and self.prefer not in members:
             prefer = None  # preferring a model that does not compete has no effect
         else:
@@ -163,7 +164,7 @@ class AdaptiveSwitching(GenomePredictor):
                 winner = prefer
         if self.force is not None:
             if self.force not in self.cv_scores_:
-                raise ValueError(f"force: {self.force!r} is not one of the candidates {sorted(self.cv_scores_)}")
+                raise InputError("force", f"{self.force!r} is not one of the candidates {sorted(self.cv_scores_)}")
             winner = self.force
         self.winner_ = winner
         self.ensemble_members_: list[str] = top if winner == "ensemble" else []
@@ -197,7 +198,7 @@ class AdaptiveSwitching(GenomePredictor):
         if self.winner_ != "ensemble":
             return self.model_.predict(G, **kw)
         if kw:
-            raise ValueError(f"predict: options {sorted(kw)} are not available for the ensemble winner")
+            raise InputError("predict", f"options {sorted(kw)} are not available for the ensemble winner")
         feats: dict[tuple[Any, ...], np.ndarray] = {}
         z = np.zeros(len(G))
         for mdl, (a, b) in zip(self.models_, self.ens_affine_, strict=True):

@@ -20,6 +20,7 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from acc_predictor.features import N_BACKBONE, GenomeEncoder, backbone_in_bounds
+from supernets.errors import InputError
 
 
 def is_mobilenetv3_space(space: Any) -> bool:
@@ -51,12 +52,12 @@ class GenomePredictor(RegressorMixin, BaseEstimator):
         space = self.search_space
         if _is_config_list(X):
             if space is None:
-                raise ValueError("X: a list of config dicts needs search_space=... (or pass integer genomes)")
+                raise InputError("X", "a list of config dicts needs search_space=... (or pass integer genomes)")
             X = space.encode_many(list(X))
         G = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
         if space is not None:
             if G.shape[1] != space.n_var:
-                raise ValueError(f"X: expected {space.n_var} genes per genome for {space.name}, got {G.shape[1]}")
+                raise InputError("X", f"expected {space.n_var} genes per genome for {space.name}, got {G.shape[1]}")
             bad = np.argwhere((G != np.round(G)) | (G < space.xl) | (G > space.xu))
             if len(bad):
                 i, j = bad[0]
@@ -64,7 +65,7 @@ class GenomePredictor(RegressorMixin, BaseEstimator):
                     f"X[{i}, {j}]: gene {G[i, j]!r} is not an integer in {int(space.xl[j])}..{int(space.xu[j])}"
                 )
         elif not reset and getattr(self, "layout_", "generic") == "mobilenetv3" and not backbone_in_bounds(G):
-            raise ValueError("X: genomes outside the MobileNetV3 gene bounds (backbone genes must be 0, 1 or 2)")
+            raise InputError("X", "genomes outside the MobileNetV3 gene bounds (backbone genes must be 0, 1 or 2)")
         return G
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
@@ -74,12 +75,12 @@ class GenomePredictor(RegressorMixin, BaseEstimator):
                           DataConversionWarning, stacklevel=3)
             y = y[:, 0]
         if y.ndim != 1:
-            raise ValueError(f"y: expected a 1-D array of targets, got shape {y.shape}")
+            raise InputError("y", f"expected a 1-D array of targets, got shape {y.shape}")
         if len(y) != n:
-            raise ValueError(f"y: {len(y)} targets for {n} genomes (X and y must have the same length)")
+            raise InputError("y", f"{len(y)} targets for {n} genomes (X and y must have the same length)")
         bad = np.flatnonzero(~np.isfinite(y))
         if len(bad):
-            raise ValueError(f"y: target {bad[0]} is {y[bad[0]]} (targets must be finite; NaN/inf found)")
+            raise InputError("y", f"target {bad[0]} is {y[bad[0]]} (targets must be finite; NaN/inf found)")
         return y
 
     def _layout_for(self, G: np.ndarray) -> str:
@@ -94,17 +95,18 @@ class GenomePredictor(RegressorMixin, BaseEstimator):
     def _check_fit_input(self, X: Any, y: Any, min_samples: int, why: str = "to fit") -> tuple[np.ndarray, np.ndarray]:
         """Genomes and float targets of a ``fit`` call, or ``ValueError``/``TypeError`` with the reason."""
         if y is None:
-            raise ValueError(f"y: {type(self).__name__} requires y to be passed, but the target y is None")
+            raise InputError("y", f"{type(self).__name__} requires y to be passed, but the target y is None")
         if scipy.sparse.issparse(X):
             raise TypeError("X: sparse input is not supported (sparse data passed, dense genome array required)")
         n_x = X.shape[0] if hasattr(X, "shape") and len(X.shape) else (len(X) if hasattr(X, "__len__") else -1)
         if hasattr(y, "__len__") and n_x >= 0 and len(y) != n_x:
-            raise ValueError(f"y: {len(y)} targets for {n_x} genomes (X and y must have the same length)")
+            raise InputError("y", f"{len(y)} targets for {n_x} genomes (X and y must have the same length)")
         G = self._to_genomes(X, reset=True)
         y = self._check_y(y, len(G))
         if len(G) < min_samples:
-            raise ValueError(
-                f"X: {type(self).__name__} needs at least {min_samples} samples {why}, got n_samples={len(G)}"
+            raise InputError(
+                "X",
+                f"{type(self).__name__} needs at least {min_samples} samples {why}, got n_samples={len(G)}"
             )
         return G, y
 

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from acc_predictor.base import GenomePredictor
 from acc_predictor.features import active_mask, split_backbone
 from supernets import codec
+from supernets.errors import InputError
 
 OPS = [(k, e) for k in codec.KERNELS for e in codec.EXPANDS]
 N_OPS = len(OPS)
@@ -111,7 +112,7 @@ class BilinearPredictor(_ChoiceFeatures):
     def _fit_choices(self, Z: np.ndarray, y: np.ndarray) -> None:
         alphas = ALPHAS if self.alphas is None else np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
         if len(alphas) == 0 or np.any(~np.isfinite(alphas)) or np.any(alphas <= 0):
-            raise ValueError(f"alphas: expected positive finite ridge strengths, got {self.alphas!r}")
+            raise InputError("alphas", f"expected positive finite ridge strengths, got {self.alphas!r}")
         self.coef_, self.intercept_, self.alpha_, self.loo_mse_ = ridge_loo(Z, y, alphas)
         self.contributions_ = self._contributions() if self.layout_ == "mobilenetv3" else None
 
@@ -192,7 +193,7 @@ def format_contributions(model: BilinearPredictor, digits: int = 3) -> str:
     check_is_fitted(model, "coef_")
     c = model.contributions_
     if c is None:
-        raise ValueError("model: contributions need the MobileNetV3 genome layout (fit on its genomes)")
+        raise InputError("model", "contributions need the MobileNetV3 genome layout (fit on its genomes)")
     f = f"{{:+.{digits}f}}"
     lines = [f"base accuracy (depth 2 everywhere, k3 e3 layers, first value of other genes): {c['base']:.{digits}f}",
              "", "depth gain over 2 layers (with k3 e3 layers)", "stage   " + "  ".join(f"d={v:<6}" for v in
@@ -226,7 +227,7 @@ class QuadraticPredictor(_ChoiceFeatures):
     def _fit_choices(self, Z: np.ndarray, y: np.ndarray) -> None:
         alphas = ALPHAS if self.alphas is None else np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
         if len(alphas) == 0 or np.any(~np.isfinite(alphas)) or np.any(alphas <= 0):
-            raise ValueError(f"alphas: expected positive finite ridge strengths, got {self.alphas!r}")
+            raise InputError("alphas", f"expected positive finite ridge strengths, got {self.alphas!r}")
         self.kscale_ = max(float(np.mean(np.sum(Z * Z, axis=1))), 1e-12)
         K = self._kernel(Z, Z)
         lam, Q = np.linalg.eigh(K)

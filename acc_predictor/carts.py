@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.tree import DecisionTreeRegressor
 
 from acc_predictor.base import GenomePredictor
+from supernets.errors import InputError
 
 
 class CartsPredictor(GenomePredictor):
@@ -34,7 +35,7 @@ class CartsPredictor(GenomePredictor):
 
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:
         if int(self.n_trees) < 1:
-            raise ValueError(f"n_trees: expected >= 1, got {self.n_trees!r}")
+            raise InputError("n_trees", f"expected >= 1, got {self.n_trees!r}")
         rng = np.random.default_rng(self.random_state)
         n, d = F.shape
         F32 = np.ascontiguousarray(F, dtype=np.float32)

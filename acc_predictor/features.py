@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from supernets import codec
+from supernets.errors import InputError
 
 N_BACKBONE = codec.N_BACKBONE_GENES
 ENCODINGS = ("int", "onehot", "both")
@@ -53,9 +54,9 @@ class GenomeEncoder:
     def __init__(self, encoding: str = "both", mask: bool = True, layout: str = "generic",
                  bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         if encoding not in ENCODINGS:
-            raise ValueError(f"encoding: expected one of {list(ENCODINGS)}, got {encoding!r}")
+            raise InputError("encoding", f"expected one of {list(ENCODINGS)}, got {encoding!r}")
         if layout not in ("mobilenetv3", "generic"):
-            raise ValueError(f"layout: expected 'mobilenetv3' or 'generic', got {layout!r}")
+            raise InputError("layout", f"expected 'mobilenetv3' or 'generic', got {layout!r}")
         self.encoding, self.mask, self.layout, self.bounds = encoding, mask, layout, bounds
 
     def fit(self, G: np.ndarray) -> GenomeEncoder:

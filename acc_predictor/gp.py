@@ -21,6 +21,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from acc_predictor.base import GenomePredictor
+from supernets.errors import InputError
 
 SQRT5 = float(np.sqrt(5.0))
 
@@ -60,7 +61,7 @@ class GPPredictor(GenomePredictor):
 
     def _group_index(self, d: int) -> list[np.ndarray]:
         if self.ard not in ("group", "full", "none"):
-            raise ValueError(f"ard: expected 'group', 'full' or 'none', got {self.ard!r}")
+            raise InputError("ard", f"expected 'group', 'full' or 'none', got {self.ard!r}")
         if d == 0:
             return []
         if self.ard == "none":
@@ -102,7 +103,7 @@ class GPPredictor(GenomePredictor):
         if self.init is not None:  # warm start (e.g. the previous CV fold's optimum): fewer L-BFGS iterations
             x0 = np.asarray(self.init, dtype=np.float64).reshape(-1)
             if x0.shape != (n_g + 2,) or not np.all(np.isfinite(x0)):
-                raise ValueError(f"init: expected {n_g + 2} finite log-hyperparameters (theta_), got {x0.shape}")
+                raise InputError("init", f"expected {n_g + 2} finite log-hyperparameters (theta_), got {x0.shape}")
             starts[0] = np.clip(x0, [lo for lo, _ in bounds], [hi for _, hi in bounds])
         for _ in range(int(self.n_restarts)):
             starts.append(np.array([rng.uniform(lo, hi) for lo, hi in bounds]))

@@ -13,14 +13,16 @@ import numpy as np
 import scipy.stats
 from sklearn.base import clone
 
+from supernets.errors import InputError
+
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(y_true, dtype=np.float64).reshape(-1)
     b = np.asarray(y_pred, dtype=np.float64).reshape(-1)
     if len(a) != len(b):
-        raise ValueError(f"y_pred: {len(b)} predictions for {len(a)} targets")
+        raise InputError("y_pred", f"{len(b)} predictions for {len(a)} targets")
     if len(a) < 2:
-        raise ValueError(f"y_true: rank correlations need at least 2 values, got {len(a)}")
+        raise InputError("y_true", f"rank correlations need at least 2 values, got {len(a)}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("y_true/y_pred: values must be finite (NaN or inf found)")
     return a, b
@@ -64,10 +66,10 @@ def heldout_scores(estimator: Any, X: np.ndarray, y: Any, n_train: int | float =
     y = np.asarray(y, dtype=np.float64)
     n = len(X)
     if len(y) != n:
-        raise ValueError(f"y: {len(y)} targets for {n} rows")
+        raise InputError("y", f"{len(y)} targets for {n} rows")
     k = int(round(n_train * n)) if isinstance(n_train, float) and 0 < n_train < 1 else int(n_train)
     if not 2 <= k <= n - 2:
-        raise ValueError(f"n_train: need 2 <= n_train <= {n - 2} so both parts have 2+ rows, got {n_train!r}")
+        raise InputError("n_train", f"need 2 <= n_train <= {n - 2} so both parts have 2+ rows, got {n_train!r}")
     rng = np.random.default_rng(random_state)
     per: list[dict[str, float]] = []
     for i in range(int(n_splits)):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from acc_predictor.base import GenomePredictor
+from supernets.errors import InputError
 
 
 class MLPPredictor(GenomePredictor):
@@ -63,9 +64,9 @@ class MLPPredictor(GenomePredictor):
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:
         for name in ("hidden", "n_layers", "n_models", "max_epochs"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)!r}")
+                raise InputError(f"{name}", f"expected >= 1, got {getattr(self, name)!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction!r}")
+            raise InputError("val_fraction", f"expected a value in (0, 1), got {self.val_fraction!r}")
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)

@@ -20,6 +20,7 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 
 from acc_predictor.base import GenomePredictor, average_duplicates
+from supernets.errors import InputError
 
 TAIL_GRID = np.logspace(-3, 1, 5)
 SMOOTH_GRID = np.array([1e-4, 1e-2, 1e-1])
@@ -42,10 +43,10 @@ class RBFPredictor(GenomePredictor):
     def _grid(value: float | str, name: str, grid: np.ndarray) -> np.ndarray:
         if isinstance(value, str):
             if value != "auto":
-                raise ValueError(f"{name}: expected a number >= 0 or 'auto', got {value!r}")
+                raise InputError(f"{name}", f"expected a number >= 0 or 'auto', got {value!r}")
             return grid
         if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name}: expected a finite value >= 0 or 'auto', got {value!r}")
+            raise InputError(f"{name}", f"expected a finite value >= 0 or 'auto', got {value!r}")
         return np.array([float(value)])
 
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:

@@ -34,9 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from supernets.datasets import load_dataset  # noqa: E402
 from search.evaluators.supernet import SupernetEvaluator  # noqa: E402
 from search.spec import load_spec  # noqa: E402
+from supernets.datasets import load_dataset  # noqa: E402
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate  # noqa: E402
 from supernets.latency import machine_info  # noqa: E402
 from supernets.ofa_supernet import build_supernet, extract_subnet, set_active  # noqa: E402

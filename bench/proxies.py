@@ -206,7 +206,7 @@ def part_corr(n: int, n_cnas: int, workers: int, budget_s: float, resume: bool =
 
 def _run_digits_search(out: Path) -> tuple[Path, float]:
     """The demo's digits search spec with a larger initial design, run via the search API into ``out``."""
-    from service.cli_search import run_search
+    from search.runner import run_search
     from service.demo import DEMO_SPEC
     from supernets.train import train_digits_supernet
 
@@ -216,7 +216,7 @@ def _run_digits_search(out: Path) -> tuple[Path, float]:
     spec_path = out / "spec_in.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     t0 = time.perf_counter()
-    run_search(str(spec_path), out / "search", quiet=True)
+    run_search(spec_path, out / "search", overwrite=True)
     return out / "search", time.perf_counter() - t0
 
 
@@ -225,9 +225,9 @@ def part_digits(run_dir: str | None) -> None:
     import torch
 
     from search import proxies
-    from supernets.datasets import load_dataset
     from search.io import read_stats, records_from_stats
     from search.spec import load_spec
+    from supernets.datasets import load_dataset
     from supernets.ofa_supernet import load_supernet
 
     torch.set_num_threads(1)  # the search's evaluator too: one core, beside other work on a shared machine

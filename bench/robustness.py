@@ -67,7 +67,7 @@ def _machine() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ real search
 def run_search(quick: bool) -> dict[str, Any]:
     """A small real search on digits with top1_robust; every candidate gets R and corruption metrics."""
-    from search.engine import Engine
+    from search.engine import make_engine
     from search.evaluators.supernet import SupernetEvaluator
     from search.spec import load_spec
     from supernets.ofa_supernet import load_supernet
@@ -101,7 +101,7 @@ def run_search(quick: bool) -> dict[str, Any]:
     # 3 x 512 images from its inherited weights
     trained = train_digits_supernet()
     ev = SupernetEvaluator(spec, supernet=load_supernet(trained["path"], n_classes=10))
-    eng = Engine(spec)
+    eng = make_engine(spec)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     while eng.has_next():

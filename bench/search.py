@@ -39,7 +39,7 @@ from pymoo.operators.repair.rounding import RoundingRepair  # noqa: E402
 from pymoo.operators.sampling.rnd import IntegerRandomSampling  # noqa: E402
 from pymoo.optimize import minimize  # noqa: E402
 
-from search.engine import Engine, canonicalise_genomes, genome_arrays  # noqa: E402
+from search.engine import canonicalise_genomes, genome_arrays, make_engine  # noqa: E402
 from search.evaluators.oracle import OracleEvaluator  # noqa: E402
 from search.hv import hypervolume  # noqa: E402
 from search.spec import load_spec  # noqa: E402
@@ -79,7 +79,7 @@ class OracleProblem:
     def __init__(self) -> None:
         self.space = get_search_space("mobilenetv3", lr=LR, ur=UR, width_mult=WIDTH)
         self.ev = OracleEvaluator(ORACLE, width_mult=WIDTH, n_classes=1000)
-        eng = Engine(load_spec(base_spec(0)))
+        eng = make_engine(load_spec(base_spec(0)))
         self.objectives = eng.objectives
         # reference point: just above the error of the smallest network (the largest error on the front) and
         # 1.01 x the MACs of the largest network (the engine's default f2 reference), rounded; fixed for all runs
@@ -97,7 +97,7 @@ class OracleProblem:
 
 def run_msunas(prob: OracleProblem, seed: int, **engine: Any) -> dict[str, Any]:
     """One msunas run; returns HV, evaluations and the mean/max engine overhead per iteration."""
-    eng = Engine(load_spec(base_spec(seed, **engine)))
+    eng = make_engine(load_spec(base_spec(seed, **engine)))
     assert eng.ref_point == prob.ref
     t0 = time.perf_counter()
     while eng.has_next():

@@ -94,6 +94,8 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
 
     from sqlalchemy import func, select
 
+    from search.provenance import describe
+    from search.spec import load_spec
     from service import repository as repo
     from service.db import Database, upgrade
     from service.models import EvalTask
@@ -105,8 +107,9 @@ def bench_service(backend: str, tmp: Path, n_evals: int, predictor: Path, polls:
         owner, token = repo.create_token(db, "bench")
         spec = {"evaluator": {"kind": "oracle", "path": str(predictor)}, "resolution": [160, 224],
                 "objectives": ["top1_err", "params"], "n_doe": n_evals, "iterations": 0, "seed": 0}
+        job_spec = load_spec(spec)
         with db.transaction() as s:
-            job, _ = repo.create_job(s, owner, spec)
+            job, _ = repo.create_job(s, owner, job_spec, artefact=describe(job_spec))
             jid = job.id
         env = dict(os.environ, PYTHONPATH=str(ROOT), MSUNAS_POLL_SECONDS="0.02", MSUNAS_DB_URL=url)
         port = _free_port()

@@ -19,6 +19,7 @@ import numpy as np
 from early_exit.metrics import avg_macs
 from early_exit.network import DEFAULT_HEAD_WIDTH, exit_macs
 from supernets import get_search_space
+from supernets.errors import InputError
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
@@ -26,7 +27,7 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     (their value, MACs), ``top1`` (%). Rows of failed nets (no utilisation, err = 100) are skipped."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"path: no such EDANAS csv {p}")
+        raise InputError("path", f"no such EDANAS csv {p}")
     out = []
     with p.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -59,7 +60,7 @@ def crosscheck(path: str | Path, *, n_classes: int = 10, head_width: int = DEFAU
     for rec in recs:
         m = exit_macs(rec["config"], n_classes=n_classes, head_width=head_width)
         if len(m) != len(rec["exit_util"]):
-            raise ValueError(f"exit_util: {len(rec['exit_util'])} fractions for a config with {len(m)} exits")
+            raise InputError("exit_util", f"{len(rec['exit_util'])} fractions for a config with {len(m)} exits")
         theirs.append(rec["avg_macs"])
         ours.append(avg_macs(rec["exit_util"], m))
         backbone.append(m[-1])

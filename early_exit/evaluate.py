@@ -27,6 +27,7 @@ from early_exit.network import (
     predict_exits,
     train_joint,
 )
+from supernets.errors import InputError
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -55,18 +56,19 @@ class EarlyExitSettings:
 
     def __post_init__(self) -> None:
         if len(self.loss_weights) != N_EARLY_EXITS + 1:
-            raise ValueError(
-                f"loss_weights: expected {N_EARLY_EXITS + 1} weights (exits after stages 1-4, final), "
+            raise InputError(
+                "loss_weights",
+                f"expected {N_EARLY_EXITS + 1} weights (exits after stages 1-4, final), "
                 f"got {len(self.loss_weights)}"
             )
         if any(w < 0 for w in self.loss_weights):
-            raise ValueError(f"loss_weights: expected non-negative weights, got {list(self.loss_weights)}")
+            raise InputError("loss_weights", f"expected non-negative weights, got {list(self.loss_weights)}")
 
 
 def present_loss_weights(config: Mapping[str, Any], loss_weights: Sequence[float]) -> list[float]:
     """The loss weights of the exits ``config`` has (from the 5 per position: stages 1-4, final)."""
     if len(loss_weights) != N_EARLY_EXITS + 1:
-        raise ValueError(f"loss_weights: expected {N_EARLY_EXITS + 1} weights, got {len(loss_weights)}")
+        raise InputError("loss_weights", f"expected {N_EARLY_EXITS + 1} weights, got {len(loss_weights)}")
     return [float(w) for w, p in zip(loss_weights, [*exits_of(config), True], strict=True) if p]
 
 

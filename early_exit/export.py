@@ -43,11 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 
 from early_exit.metrics import apply_policy
 from early_exit.network import DEFAULT_HEAD_WIDTH, EarlyExitNet, build_early_exit_net, exit_macs, exits_of
+from supernets.errors import InputError
 from supernets.export import save_atomic, temp_beside
+from supernets.ofa_supernet import build_static, head_classes, net_width, subnet_net_config
 
 FORMATS = ("onnx", "torch")
 ONNX_TOLERANCE = 1e-4
@@ -63,22 +67,21 @@ def output_names(net: EarlyExitNet) -> list[str]:
 def _check_thresholds(net: EarlyExitNet, thresholds: Sequence[float]) -> list[float]:
     thr = [float(t) for t in thresholds]
     if len(thr) != len(net.exit_stages):
-        raise ValueError(
-            f"thresholds: expected {len(net.exit_stages)} values (one per early exit), got {len(thr)}"
+        raise InputError(
+            "thresholds",
+            f"expected {len(net.exit_stages)} values (one per early exit), got {len(thr)}"
         )
     if any(not np.isfinite(t) or t < 0 for t in thr):
-        raise ValueError(f"thresholds: expected max-softmax thresholds >= 0 (>= 1.0 disables an exit), got {thr}")
+        raise InputError("thresholds", f"expected max-softmax thresholds >= 0 (>= 1.0 disables an exit), got {thr}")
     return thr
 
 
 def onnx_outputs(path: str | Path, x: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Every exit's logits (policy order) of an exported file on ``x`` with ONNX Runtime, and its metadata."""
-    import onnxruntime as ort
-
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     if "msunas.exit_outputs" not in meta:
-        raise ValueError(f"export: {path} is not an msunas early-exit ONNX file (no msunas.exit_outputs metadata)")
+        raise InputError("export", f"{path} is not an msunas early-exit ONNX file (no msunas.exit_outputs metadata)")
     names = json.loads(meta["msunas.exit_outputs"])
     outs = sess.run(names, {"input": np.asarray(x, dtype=np.float32)})
     info = {k.removeprefix("msunas."): json.loads(v) for k, v in meta.items() if k.startswith("msunas.")}
@@ -156,11 +159,11 @@ def export_onnx(
     opset: int = 17,
     check: bool = True,
     x: torch.Tensor | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``net`` as ONNX with every exit's logits and the policy's metadata (module doc); with ``check``,
+    """Write ``net`` as ONNX with every exit's logits and the policy's metadata (module doc; ``metadata`` is added
+    to ``metadata_props``); with ``check``,
     compare it with PyTorch in ONNX Runtime (:func:`check_onnx`) before the file is put in place."""
-    import onnx
-
     thr = _check_thresholds(net, thresholds)
     path = Path(out).expanduser()
     tmp = temp_beside(path)
@@ -185,6 +188,7 @@ def export_onnx(
             "msunas.thresholds": json.dumps(thr),
             "msunas.exit_macs": json.dumps([float(m) for m in macs]),
             "msunas.config": json.dumps(dict(config)),
+            **{str(k): str(v) for k, v in (metadata or {}).items() if k != "msunas.config"},
         }
         onnx.helper.set_model_props(model, meta)
         onnx.save(model, str(tmp))
@@ -215,8 +219,9 @@ def export_torch(
     thresholds: Sequence[float],
     macs: Sequence[float],
     metrics: Mapping[str, Any] | None = None,
+    artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the self-contained checkpoint described in the module docstring."""
+    """Write the self-contained checkpoint described in the module docstring (``artefact``: what it is)."""
     thr = _check_thresholds(net, thresholds)
     path = Path(out).expanduser()
     payload = {
@@ -231,6 +236,7 @@ def export_torch(
         "net_config": dict(net_config),
         "state_dict": net.state_dict(),
         "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str, list))},
+        "artefact": dict(artefact or {}),
     }
     save_atomic(payload, path)
     return {"format": "torch", "path": str(path), "thresholds": thr}
@@ -238,14 +244,12 @@ def export_torch(
 
 def load_torch_export(path: str | Path) -> tuple[EarlyExitNet, dict[str, Any]]:
     """Rebuild ``(network in eval mode, checkpoint without the state dict)`` from a ``torch`` early-exit export."""
-    from supernets.ofa_supernet import build_static
-
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ValueError(f"export: no such file {p}")
+        raise InputError("export", f"no such file {p}")
     ck = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"export: {p} is not an msunas early-exit checkpoint")
+        raise InputError("export", f"{p} is not an msunas early-exit checkpoint")
     sub = build_static(ck["net_config"])
     exits = [s in ck["exit_stages"] for s in range(4)]
     net = EarlyExitNet(sub, ck["config"]["d"], exits, ck["n_classes"], ck["head_width"])
@@ -265,8 +269,11 @@ def export_early_exit(
     metrics: Mapping[str, Any] | None = None,
     seed: int = 0,
     x: torch.Tensor | None = None,
+    metadata: Mapping[str, str] | None = None,
+    artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Export the early-exit ``config`` (canonical, with ``t`` or ``b``) as ``fmt`` (``onnx`` or ``torch``).
+    """Export the early-exit ``config`` (canonical, with ``t`` or ``b``) as ``fmt`` (``onnx`` or ``torch``);
+    ``metadata`` goes into the ONNX ``metadata_props``, ``artefact`` into the checkpoint.
 
     ``net``: the prepared network (backbone recalibrated and trained jointly with its heads) to write; without it
     the backbone is extracted from ``supernet`` with inherited weights and the heads are freshly initialised
@@ -274,10 +281,8 @@ def export_early_exit(
     ``thresholds``: max-softmax thresholds of the present early exits (stage order). ``x``: inputs for the ONNX
     check (default random). Returns a summary (path, outputs, thresholds, exit MACs, parity figures).
     """
-    from supernets.ofa_supernet import head_classes, net_width, subnet_net_config
-
     if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
+        raise InputError("format", f"expected one of {list(FORMATS)}, got {fmt!r}")
     n_classes, width = head_classes(supernet), net_width(supernet)
     if net is None:
         torch.manual_seed(seed)
@@ -285,11 +290,12 @@ def export_early_exit(
             config, n_classes=n_classes, width_mult=width, head_width=head_width, supernet=supernet
         )
     if [s for s, p in enumerate(exits_of(config)) if p] != net.exit_stages:
-        raise ValueError(f"config: its exits {exits_of(config)} are not those of the network {net.exit_stages}")
+        raise InputError("config", f"its exits {exits_of(config)} are not those of the network {net.exit_stages}")
     macs = exit_macs(config, n_classes=n_classes, width_mult=width, head_width=net.head_width)
     net = net.cpu().eval()
     if fmt == "onnx":
-        info = export_onnx(net, int(config["r"]), out, thresholds=thresholds, config=config, macs=macs, x=x)
+        info = export_onnx(net, int(config["r"]), out, thresholds=thresholds, config=config, macs=macs, x=x,
+                           metadata=metadata)
     else:
         backbone = {k: config[k] for k in ("ks", "e", "d", "r")}
         info = export_torch(
@@ -301,6 +307,7 @@ def export_early_exit(
             thresholds=thresholds,
             macs=macs,
             metrics=metrics,
+            artefact=artefact,
         )
     info.update(config=dict(config), exit_macs=[float(m) for m in macs])
     return info

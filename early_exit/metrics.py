@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from supernets.errors import InputError
+
 DEFAULT_CALIBRATION_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
 
 
@@ -45,10 +47,10 @@ def confidence_threshold(t: float, n_classes: int) -> float:
     gives a threshold ``>= 1.0``, which :func:`apply_policy` treats as a disabled exit). See the module doc.
     """
     if n_classes < 2:
-        raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
+        raise InputError("n_classes", f"expected at least 2 classes, got {n_classes}")
     tf = float(t)
     if math.isnan(tf) or tf < 0:
-        raise ValueError(f"t: expected a normalised threshold >= 0, got {t!r}")
+        raise InputError("t", f"expected a normalised threshold >= 0, got {t!r}")
     if tf >= 1.0:
         return 1.0
     k = float(n_classes)
@@ -60,23 +62,23 @@ def normalised_confidence(probs: Any) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     k = p.shape[-1]
     if k < 2:
-        raise ValueError(f"probs: expected at least 2 classes on the last axis, got {k}")
+        raise InputError("probs", f"expected at least 2 classes on the last axis, got {k}")
     return (k * p.max(axis=-1) - 1.0) / (k - 1.0)
 
 
 def _probs(probs: Any) -> np.ndarray:
     p = np.asarray(probs)
     if p.ndim != 3 or p.shape[0] < 1:
-        raise ValueError(f"probs: expected an (exits, samples, classes) array, got shape {p.shape}")
+        raise InputError("probs", f"expected an (exits, samples, classes) array, got shape {p.shape}")
     return p
 
 
 def _thresholds(thresholds: Sequence[float], n_early: int) -> np.ndarray:
     t = np.asarray(list(thresholds), dtype=np.float64)
     if t.shape != (n_early,):
-        raise ValueError(f"thresholds: expected {n_early} values (one per early exit), got {t.size}")
+        raise InputError("thresholds", f"expected {n_early} values (one per early exit), got {t.size}")
     if np.any(np.isnan(t)) or np.any(t < 0):
-        raise ValueError(f"thresholds: expected values >= 0 (>= 1.0 disables an exit), got {t.tolist()}")
+        raise InputError("thresholds", f"expected values >= 0 (>= 1.0 disables an exit), got {t.tolist()}")
     return t
 
 
@@ -103,9 +105,9 @@ def exit_utilisation(exit_index: Any, n_exits: int) -> np.ndarray:
     """Fraction of samples leaving at each exit (length ``n_exits``, sums to 1)."""
     idx = np.asarray(exit_index, dtype=np.int64)
     if idx.size == 0:
-        raise ValueError("exit_index: no samples")
+        raise InputError("exit_index", "no samples")
     if idx.min() < 0 or idx.max() >= n_exits:
-        raise ValueError(f"exit_index: values must lie in 0..{n_exits - 1}")
+        raise InputError("exit_index", f"values must lie in 0..{n_exits - 1}")
     return np.bincount(idx, minlength=n_exits) / idx.size
 
 
@@ -114,11 +116,11 @@ def avg_macs(exit_util: Sequence[float], macs: Sequence[float]) -> float:
     r = np.asarray(list(exit_util), dtype=np.float64)
     m = np.asarray(list(macs), dtype=np.float64)
     if r.shape != m.shape or r.ndim != 1 or r.size == 0:
-        raise ValueError(f"exit_util: expected {m.size} fractions (one per exit, final last), got {r.size}")
+        raise InputError("exit_util", f"expected {m.size} fractions (one per exit, final last), got {r.size}")
     if np.any(r < 0) or not np.isclose(r.sum(), 1.0, atol=1e-3):
-        raise ValueError(f"exit_util: expected non-negative fractions summing to 1, got {r.tolist()}")
+        raise InputError("exit_util", f"expected non-negative fractions summing to 1, got {r.tolist()}")
     if np.any(m < 0):
-        raise ValueError(f"macs: expected non-negative counts, got {m.tolist()}")
+        raise InputError("macs", f"expected non-negative counts, got {m.tolist()}")
     return float(r @ m)
 
 
@@ -132,9 +134,9 @@ def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: 
     p = _probs(probs)
     y = np.asarray(labels, dtype=np.int64)
     if y.shape != (p.shape[1],):
-        raise ValueError(f"labels: expected {p.shape[1]} labels, got shape {y.shape}")
+        raise InputError("labels", f"expected {p.shape[1]} labels, got shape {y.shape}")
     if len(macs) != p.shape[0]:
-        raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
+        raise InputError("macs", f"expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
     where, pred = apply_policy(p, thresholds)
     util = exit_utilisation(where, p.shape[0])
     correct = pred == y
@@ -177,15 +179,15 @@ def calibrate_thresholds(
     the constraint; then the choice closest to it -- fewest MACs, resp. best accuracy -- is returned).
     """
     if max_avg_macs is not None and min_top1 is not None:
-        raise ValueError("calibrate_thresholds: give max_avg_macs or min_top1, not both")
+        raise InputError("calibrate_thresholds", "give max_avg_macs or min_top1, not both")
     p = _probs(probs)
     y = np.asarray(labels, dtype=np.int64)
     g = sorted({float(v) for v in grid})
     if not g or min(g) < 0:
-        raise ValueError(f"grid: expected non-negative thresholds, got {list(grid)}")
+        raise InputError("grid", f"expected non-negative thresholds, got {list(grid)}")
     n_early, n = p.shape[0] - 1, p.shape[1]
     if len(macs) != p.shape[0]:
-        raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
+        raise InputError("macs", f"expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
     m = np.asarray(list(macs), dtype=np.float64)
     conf = p.max(axis=2)
     correct = p.argmax(axis=2) == y[None, :]

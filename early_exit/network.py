@@ -40,9 +40,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.utils.layers import LinearLayer
 from torch import nn
 
 from supernets import codec
+from supernets.errors import InputError
 
 N_EARLY_EXITS = 4
 DEFAULT_HEAD_WIDTH = 128
@@ -103,7 +106,7 @@ def head_macs(channels: int, side: int, n_classes: int, head_width: int = DEFAUL
 def exits_of(config: Mapping[str, Any]) -> list[bool]:
     """Which early exits (after stages 1..4) a config has: from ``t`` (< 1.0) or ``b`` (== 1)."""
     if "t" in config and "b" in config:
-        raise ValueError("config: give either t (thresholds) or b (exit presence), not both")
+        raise InputError("config", "give either t (thresholds) or b (exit presence), not both")
     if "t" in config:
         return [float(t) < 1.0 for t in config["t"]]
     if "b" in config:
@@ -131,7 +134,7 @@ def exit_macs(
     """
     present = list(exits) if exits is not None else exits_of(config)
     if len(present) != N_EARLY_EXITS:
-        raise ValueError(f"exits: expected {N_EARLY_EXITS} booleans, got {len(present)}")
+        raise InputError("exits", f"expected {N_EARLY_EXITS} booleans, got {len(present)}")
     parts = backbone_stage_macs(config, width_mult)
     shapes = stage_shapes(int(config["r"]), width_mult)
     prefix = np.cumsum(parts)  # prefix[s] = MACs up to the end of stage s (s = 1..5), prefix[6] = + final part
@@ -190,7 +193,7 @@ class EarlyExitNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(exits) != N_EARLY_EXITS:
-            raise ValueError(f"exits: expected {N_EARLY_EXITS} booleans, got {len(exits)}")
+            raise InputError("exits", f"expected {N_EARLY_EXITS} booleans, got {len(exits)}")
         self.first_conv = subnet.first_conv
         self.blocks = subnet.blocks  # blocks[0] is the fixed first block, then sum(depths) stage layers
         self.final_expand_layer = subnet.final_expand_layer
@@ -237,7 +240,7 @@ class EarlyExitNet(nn.Module):
         ``thresholds`` has one value per early exit present (stage order); ``>= 1.0`` disables that exit.
         """
         if len(thresholds) != len(self.exit_stages):
-            raise ValueError(f"thresholds: expected {len(self.exit_stages)} values (one per early exit)")
+            raise InputError("thresholds", f"expected {len(self.exit_stages)} values (one per early exit)")
         n = x.shape[0]
         pred = torch.full((n,), -1, dtype=torch.long, device=x.device)
         where = torch.full((n,), -1, dtype=torch.long, device=x.device)
@@ -276,9 +279,6 @@ def build_subnet(
     ``supernet`` is an ``OFAMobileNetV3`` (d 2-4, e 3/4/6, k 3/5/7), e.g. loaded from pretrained weights; when
     omitted a randomly initialised one is built. Its classifier is replaced when its class count differs.
     """
-    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
-    from ofa.utils.layers import LinearLayer
-
     if supernet is None:
         supernet = OFAMobileNetV3(
             n_classes=n_classes,
@@ -317,7 +317,7 @@ def joint_loss(
     """Weighted sum of the exits' cross-entropy losses (default weight 1 for every exit)."""
     w = [1.0] * len(logits) if weights is None else list(weights)
     if len(w) != len(logits):
-        raise ValueError(f"loss_weights: expected {len(logits)} weights (one per exit, final last), got {len(w)}")
+        raise InputError("loss_weights", f"expected {len(logits)} weights (one per exit, final last), got {len(w)}")
     ce = nn.functional.cross_entropy
     return sum((wi * ce(lo, target) for wi, lo in zip(w, logits, strict=True)), torch.zeros((), device=target.device))
 
@@ -342,7 +342,7 @@ def train_joint(
     exits' losses (one per exit, final last); with ``max_steps`` training stops after that many batches in all.
     """
     if epochs < 1:
-        raise ValueError(f"epochs: expected >= 1, got {epochs}")
+        raise InputError("epochs", f"expected >= 1, got {epochs}")
     net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     if steps_per_epoch is None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from early_exit.network import DEFAULT_HEAD_WIDTH, N_EARLY_EXITS, exit_macs, exits_of
+from supernets.errors import InputError
 
 
 def exit_macs_table(
@@ -51,7 +52,7 @@ def avg_macs_of_metrics(metrics: Mapping[str, Any]) -> float:
     """The ``avg_macs`` of an evaluated candidate's metrics (``ValueError`` naming the field if absent)."""
     v = metrics.get("avg_macs")
     if v is None:
-        raise ValueError("metrics.avg_macs: missing (evaluate the candidate with the early-exit evaluator)")
+        raise InputError("metrics.avg_macs", "missing (evaluate the candidate with the early-exit evaluator)")
     return float(v)
 
 
@@ -74,13 +75,13 @@ class ExitRateModel:
     def fit(self, configs: Sequence[Mapping[str, Any]], exit_utils: Sequence[Sequence[float]]) -> ExitRateModel:
         """Learn conditional leave rates from evaluated configs and their measured ``exit_util``."""
         if len(configs) != len(exit_utils):
-            raise ValueError(f"exit_utils: expected {len(configs)} utilisation lists, got {len(exit_utils)}")
+            raise InputError("exit_utils", f"expected {len(configs)} utilisation lists, got {len(exit_utils)}")
         acc: dict[tuple[int, float], list[float]] = defaultdict(list)
         by_stage: dict[int, list[float]] = defaultdict(list)
         for c, util in zip(configs, exit_utils, strict=True):
             stages = [s for s, p in enumerate(exits_of(c)) if p]
             if len(util) != len(stages) + 1:
-                raise ValueError(f"exit_utils: {len(util)} fractions for a config with {len(stages) + 1} exits")
+                raise InputError("exit_utils", f"{len(util)} fractions for a config with {len(stages) + 1} exits")
             reach = 1.0
             for k, s in enumerate(stages):
                 if reach > 1e-9:

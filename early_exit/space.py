@@ -38,6 +38,7 @@ import numpy as np
 
 from supernets import codec
 from supernets.codec import Config
+from supernets.errors import InputError
 from supernets.spaces import MobileNetV3Space, register_search_space
 
 N_EXITS = 4  # possible early exits: after stages 1..4
@@ -49,16 +50,16 @@ _BACKBONE_FIELDS = ("ks", "e", "d", "r")
 
 def _check_t_values(t_values: Any) -> tuple[float, ...]:
     if not isinstance(t_values, (list, tuple, np.ndarray)) or len(t_values) < 1:
-        raise ValueError(f"t_values: expected a non-empty list of thresholds in (0, 1], got {t_values!r}")
+        raise InputError("t_values", f"expected a non-empty list of thresholds in (0, 1], got {t_values!r}")
     out: list[float] = []
     for i, v in enumerate(t_values):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"t_values[{i}]: expected a number in (0, 1], got {v!r}")
+            raise InputError(f"t_values[{i}]", f"expected a number in (0, 1], got {v!r}")
         fv = float(v)
         if not (0.0 < fv <= 1.0) or math.isnan(fv):
-            raise ValueError(f"t_values[{i}]: {fv} is outside (0, 1]")
+            raise InputError(f"t_values[{i}]", f"{fv} is outside (0, 1]")
         if any(math.isclose(fv, o) for o in out):
-            raise ValueError(f"t_values[{i}]: {fv} is repeated")
+            raise InputError(f"t_values[{i}]", f"{fv} is repeated")
         out.append(fv)
     return tuple(out)
 
@@ -79,7 +80,7 @@ class EEMobileNetV3Space(MobileNetV3Space):
     ) -> None:
         super().__init__(lr=lr, ur=ur, width_mult=width_mult)
         if exit_mode not in EXIT_MODES:
-            raise ValueError(f"exit_mode: expected one of {list(EXIT_MODES)}, got {exit_mode!r}")
+            raise InputError("exit_mode", f"expected one of {list(EXIT_MODES)}, got {exit_mode!r}")
         self.exit_mode = exit_mode
         self.t_values = _check_t_values(t_values)
         self.exit_field = exit_mode
@@ -98,43 +99,45 @@ class EEMobileNetV3Space(MobileNetV3Space):
         f = self.exit_field
         other = "b" if f == "t" else "t"
         if other in config:
-            raise ValueError(
-                f"{other}: not a field of {self.name} with exit_mode={self.exit_mode!r}"
+            raise InputError(
+                f"{other}",
+                f"not a field of {self.name} with exit_mode={self.exit_mode!r}"
                 f" (use {f}: {self._allowed_text()})"
             )
         if f not in config:
-            raise ValueError(f"{f}: missing ({self.name} needs {f}: {self._allowed_text()})")
+            raise InputError(f"{f}", f"missing ({self.name} needs {f}: {self._allowed_text()})")
         v = config[f]
         if not isinstance(v, (list, tuple, np.ndarray)):
-            raise ValueError(f"{f}: expected {self._allowed_text()}, got {type(v).__name__}")
+            raise InputError(f"{f}", f"expected {self._allowed_text()}, got {type(v).__name__}")
         if len(v) != N_EXITS:
-            raise ValueError(f"{f}: expected {self._allowed_text()}, got {len(v)} values")
+            raise InputError(f"{f}", f"expected {self._allowed_text()}, got {len(v)} values")
         out: list[Any] = []
         for i, x in enumerate(v):
             if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-                raise ValueError(f"{f}[{i}]: expected a number, got {x!r}; {f} takes {self._allowed_text()}")
+                raise InputError(f"{f}[{i}]", f"expected a number, got {x!r}; {f} takes {self._allowed_text()}")
             if self.exit_mode == "t":
                 match = [t for t in self.t_values if math.isclose(float(x), t, rel_tol=0, abs_tol=1e-6)]
                 if not match:
-                    raise ValueError(f"{f}[{i}]: {x!r} is not one of {list(self.t_values)}")
+                    raise InputError(f"{f}[{i}]", f"{x!r} is not one of {list(self.t_values)}")
                 out.append(match[0])
             else:
                 if float(x) not in (0.0, 1.0):
-                    raise ValueError(f"{f}[{i}]: {x!r} is not one of [0, 1]")
+                    raise InputError(f"{f}[{i}]", f"{x!r} is not one of [0, 1]")
                 out.append(int(x))
         if self.exit_mode == "b" and sum(out) < 1:
-            raise ValueError("b: at least one early exit must be present (sum(b) >= 1; the final exit is implicit)")
+            raise InputError("b", "at least one early exit must be present (sum(b) >= 1; the final exit is implicit)")
         return out
 
     def validate(self, config: Mapping[str, Any]) -> Config:
         """Canonical config: the backbone's canonical form plus the canonical exit field."""
         if not isinstance(config, Mapping):
-            raise ValueError(f"config: expected a mapping with keys ks, e, d, r, {self.exit_field}")
+            raise InputError("config", f"expected a mapping with keys ks, e, d, r, {self.exit_field}")
         allowed = set(_BACKBONE_FIELDS) | {"t", "b"}
         extra = set(config) - allowed
         if extra:
-            raise ValueError(
-                f"{sorted(extra)[0]}: unknown field for {self.name} (fields: ks, e, d, r, {self.exit_field})"
+            raise InputError(
+                f"{sorted(extra)[0]}",
+                f"unknown field for {self.name} (fields: ks, e, d, r, {self.exit_field})"
             )
         exits = self._validate_exits(config)
         out = codec.normalize_backbone({k: config[k] for k in _BACKBONE_FIELDS if k in config}, self.resolutions)
@@ -169,14 +172,14 @@ class EEMobileNetV3Space(MobileNetV3Space):
 
     def decode(self, x: Sequence[int] | np.ndarray) -> Config:
         if len(x) != self.n_var:
-            raise ValueError(f"genome: expected {self.n_var} genes for {self.name}, got {len(x)}")
+            raise InputError("genome", f"expected {self.n_var} genes for {self.name}, got {len(x)}")
         genes = [int(g) for g in x]
         config = codec.decode_backbone(genes[: self.n_backbone_var], self.resolutions)
         ex = genes[self.n_backbone_var :]
         for i, g in enumerate(ex):
             hi = int(self.xu[self.n_backbone_var + i])
             if not 0 <= g <= hi:
-                raise ValueError(f"genome[{self.n_backbone_var + i}]: index {g} outside 0..{hi}")
+                raise InputError(f"genome[{self.n_backbone_var + i}]", f"index {g} outside 0..{hi}")
         if self.exit_mode == "t":
             config["t"] = [self.t_values[g] for g in ex]
         else:
@@ -201,7 +204,7 @@ class EEMobileNetV3Space(MobileNetV3Space):
         """Backbone config of block strings (no exit field: add ``t``/``b`` before validating)."""
         config, width = codec.from_block_strings(blocks, r)
         if width != self.width_mult:
-            raise ValueError(f"blocks: channels are those of width {width}, this space has {self.width_mult}")
+            raise InputError("blocks", f"channels are those of width {width}, this space has {self.width_mult}")
         return codec.normalize_backbone(config, self.resolutions)
 
     def describe(self) -> dict[str, Any]:

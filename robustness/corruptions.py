@@ -63,10 +63,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from robustness.names import CORRUPTIONS, SEVERITIES
+from supernets.errors import InputError
 
 Preset = Literal["auto", "cifar", "imagenet"]
 RngLike = np.random.Generator | int | None
@@ -153,7 +155,7 @@ def resolve_preset(shape: Sequence[int], preset: Preset = "auto") -> Literal["ci
     if preset == "auto":
         return "cifar" if min(shape[0], shape[1]) < 128 else "imagenet"
     if preset not in ("cifar", "imagenet"):
-        raise ValueError(f"preset: must be 'auto', 'cifar' or 'imagenet', got {preset!r}")
+        raise InputError("preset", f"must be 'auto', 'cifar' or 'imagenet', got {preset!r}")
     return preset
 
 
@@ -470,14 +472,14 @@ _FUNCS: dict[str, Callable[[np.ndarray, Any, np.random.Generator], np.ndarray]] 
 def check_corruption(name: str) -> str:
     """``name`` if it is one of :data:`CORRUPTIONS`; ``ValueError`` naming the field otherwise."""
     if name not in _FUNCS:
-        raise ValueError(f"corruption: {name!r} is not one of {list(CORRUPTIONS)}")
+        raise InputError("corruption", f"{name!r} is not one of {list(CORRUPTIONS)}")
     return name
 
 
 def check_severity(severity: int) -> int:
     """``severity`` if it is an int in 1..5; ``ValueError`` naming the field otherwise."""
     if isinstance(severity, bool) or not isinstance(severity, int | np.integer) or not 1 <= int(severity) <= 5:
-        raise ValueError(f"severity: must be an int in 1..5, got {severity!r}")
+        raise InputError("severity", f"must be an int in 1..5, got {severity!r}")
     return int(severity)
 
 
@@ -490,12 +492,12 @@ def corrupt(image: np.ndarray, name: str, severity: int, *, rng: RngLike = None,
     severity = check_severity(severity)
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
-        raise ValueError(f"image: must be uint8, got {arr.dtype}")
+        raise InputError("image", f"must be uint8, got {arr.dtype}")
     squeeze = arr.ndim == 2
     if squeeze:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3) or arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ValueError(f"image: must be HxW, HxWx1 or HxWx3 with H, W >= 2, got shape {np.asarray(image).shape}")
+        raise InputError("image", f"must be HxW, HxWx1 or HxWx3 with H, W >= 2, got shape {np.asarray(image).shape}")
     gray = arr.shape[2] == 1
     x = arr.astype(np.float64)
     if gray:
@@ -519,7 +521,7 @@ def corrupt_batch(
     severity = check_severity(severity)
     arr = np.asarray(images)
     if arr.ndim not in (3, 4):
-        raise ValueError(f"images: must be a batch (N, H, W[, C]), got shape {arr.shape}")
+        raise InputError("images", f"must be a batch (N, H, W[, C]), got shape {arr.shape}")
     t = CORRUPTIONS.index(name)
     return (
         np.stack(
@@ -550,7 +552,7 @@ def load_cifar_c(root: str | Path, corruption: str, severity: int | None = None)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory ({layout})")
     if not corruption or "/" in corruption or corruption.startswith("."):
-        raise ValueError(f"corruption: bad name {corruption!r}")
+        raise InputError("corruption", f"bad name {corruption!r}")
     if severity is not None:
         severity = check_severity(severity)
     img_path, lab_path = root / f"{corruption}.npy", root / "labels.npy"
@@ -561,10 +563,11 @@ def load_cifar_c(root: str | Path, corruption: str, severity: int | None = None)
     images = np.load(img_path, mmap_mode="r")
     labels = np.load(lab_path, mmap_mode="r")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"{img_path}: expected uint8 (5*N, H, W, 3) images, got {images.dtype} {images.shape}")
+        raise InputError(f"{img_path}", f"expected uint8 (5*N, H, W, 3) images, got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0] or images.shape[0] % 5:
-        raise ValueError(
-            f"{lab_path}: expected {images.shape[0]} labels (5 severities x N) for {img_path.name}, got {labels.shape}"
+        raise InputError(
+            f"{lab_path}",
+            f"expected {images.shape[0]} labels (5 severities x N) for {img_path.name}, got {labels.shape}"
         )
     if severity is None:
         return images, np.asarray(labels, dtype=np.int64)
@@ -592,7 +595,7 @@ def corruption_accuracy(
     """
     labels = np.asarray(labels)
     if labels.shape[0] != np.asarray(images).shape[0]:
-        raise ValueError(f"labels: {labels.shape[0]} labels for {np.asarray(images).shape[0]} images")
+        raise InputError("labels", f"{labels.shape[0]} labels for {np.asarray(images).shape[0]} images")
     out: dict[str, dict[int, float]] = {}
     for name in corruptions:
         check_corruption(name)
@@ -613,8 +616,6 @@ def torch_predictor(
     device: str = "cpu",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A ``predict`` for :func:`corruption_accuracy`: uint8 NHWC -> normalised NCHW -> argmax of ``model`` (eval)."""
-    import torch
-
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
@@ -664,11 +665,11 @@ def mean_corruption_error(
     rel: dict[str, float] = {}
     for name, per_sev in acc.items():
         if name not in baseline_acc:
-            raise ValueError(f"baseline_acc: no results for corruption {name!r}")
+            raise InputError("baseline_acc", f"no results for corruption {name!r}")
         sevs = sorted(per_sev)
         missing = [s for s in sevs if s not in baseline_acc[name]]
         if missing:
-            raise ValueError(f"baseline_acc.{name}: no results for severities {missing}")
+            raise InputError(f"baseline_acc.{name}", f"no results for severities {missing}")
         err = sum(100.0 - per_sev[s] for s in sevs)
         base = sum(100.0 - baseline_acc[name][s] for s in sevs)
         ce[name] = 100.0 * err / base if base > 0 else math.nan

@@ -35,6 +35,7 @@ from robustness.corruptions import corrupt_batch, load_cifar_c, mean_corruption_
 from robustness.flatness import flatness
 from robustness.spec import RobustJob
 from supernets.datasets import MEAN, STD, resize_batch
+from supernets.errors import InputError
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 MIN_CORRUPT_SIDE = 32
@@ -149,7 +150,7 @@ class RobustnessProbe:
 
     def _copts(self) -> Any:
         if self.opts.corruptions is None:
-            raise ValueError("robustness.corruptions: the job spec has no corruptions section")
+            raise InputError("robustness.corruptions", "the job spec has no corruptions section")
         return self.opts.corruptions
 
     # ------------------------------------------------------------------------------------------ images
@@ -160,7 +161,7 @@ class RobustnessProbe:
             if name == "clean":  # CIFAR-10-C/-100-C corrupt the test set, in order: its clean images are the reference
                 test = getattr(self.data, "test", None)
                 if test is None or not hasattr(test, "images"):
-                    raise ValueError("robustness.corruptions.cifar_c_root: the dataset has no in-memory test split")
+                    raise InputError("robustness.corruptions.cifar_c_root", "the dataset has no in-memory test split")
                 return self._to_input(self._native_clean(test, c.n_images), r), test.labels[: c.n_images].long()
             imgs, labels = load_cifar_c(c.cifar_c_root, name, severity)
             imgs, labels = np.asarray(imgs[: c.n_images]), labels[: c.n_images]
@@ -222,6 +223,6 @@ def corruption_table(metrics: dict[str, float], types: Sequence[str], severities
         for s in severities:
             v = metrics.get(f"corruption_acc_{t}_{s}")
             if v is None or not math.isfinite(v):
-                raise ValueError(f"metrics: no corruption_acc_{t}_{s}")
+                raise InputError("metrics", f"no corruption_acc_{t}_{s}")
             out[t][int(s)] = float(v)
     return out

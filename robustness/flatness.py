@@ -46,6 +46,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from supernets.errors import InputError
+
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -82,16 +84,16 @@ def as_batches(
     ``M + 1`` passes sees exactly the same inputs (no augmentation, no reshuffling).
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        raise InputError("batch_size", f"must be >= 1, got {batch_size}")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = cast(torch.Tensor, data[0]), cast(torch.Tensor, data[1])
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"data: x has {x.shape[0]} samples but y has {y.shape[0]}")
+            raise InputError("data", f"x has {x.shape[0]} samples but y has {y.shape[0]}")
         return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
     out: Batches = []
     for b in data:
         if not isinstance(b, list | tuple) or len(b) < 2:
-            raise ValueError("data: each batch must be a (inputs, labels) pair")
+            raise InputError("data", "each batch must be a (inputs, labels) pair")
         out.append((b[0], b[1]))
     return out
 
@@ -112,7 +114,7 @@ def evaluate_batches(
         correct += int((logits.argmax(dim=1) == y).sum())
         n += int(y.shape[0])
     if n == 0:
-        raise ValueError("data: the validation data is empty")
+        raise InputError("data", "the validation data is empty")
     return 100.0 * correct / n, loss_sum / n
 
 
@@ -140,11 +142,11 @@ def flatness(
     exactly afterwards. ``device`` defaults to the device of the model's parameters.
     """
     if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma: must be a finite number >= 0, got {sigma!r}")
+        raise InputError("sigma", f"must be a finite number >= 0, got {sigma!r}")
     if not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"n_draws: must be an int >= 1, got {n_draws!r}")
+        raise InputError("n_draws", f"must be an int >= 1, got {n_draws!r}")
     if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+        raise InputError("seed", f"must be an int >= 0, got {seed!r}")
     t0, c0 = time.perf_counter(), time.process_time()
     dev = torch.device(device) if device is not None else _device_of(model)
     batches = as_batches(data, batch_size)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from supernets.errors import InputError
+
 ROBUSTNESS_KEY = "robustness"
 """Metric name of ``R`` in an evaluation's metrics."""
 TOP1_ROBUST_KEY = "top1_robust"
@@ -37,7 +39,7 @@ DEFAULT_ALPHA = 0.5
 def check_alpha(alpha: float) -> float:
     """``alpha`` as a float in [0, 1]; ``ValueError`` naming the field otherwise."""
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (0.0 <= float(alpha) <= 1.0):
-        raise ValueError(f"alpha: must be a number in [0, 1], got {alpha!r}")
+        raise InputError("alpha", f"must be a number in [0, 1], got {alpha!r}")
     return float(alpha)
 
 
@@ -50,7 +52,7 @@ def estimate_alpha_norm(top1_err: Sequence[float] | np.ndarray, r: Sequence[floa
     e = np.asarray(top1_err, dtype=np.float64).ravel()
     rr = np.asarray(r, dtype=np.float64).ravel()
     if e.shape != rr.shape:
-        raise ValueError(f"r: {rr.size} values for {e.size} top1_err values")
+        raise InputError("r", f"{rr.size} values for {e.size} top1_err values")
     ok = np.isfinite(e) & np.isfinite(rr)
     if not ok.any():
         return 1.0
@@ -71,7 +73,7 @@ def top1_robust(
     """``alpha * top1_err + alpha_norm * (1 - alpha) * R`` (scalars or arrays, elementwise)."""
     a = check_alpha(alpha)
     if not (isinstance(alpha_norm, int | float) and math.isfinite(alpha_norm) and alpha_norm >= 0):
-        raise ValueError(f"alpha_norm: must be a finite number >= 0, got {alpha_norm!r}")
+        raise InputError("alpha_norm", f"must be a finite number >= 0, got {alpha_norm!r}")
     e = np.asarray(top1_err, dtype=np.float64)
     rr = np.asarray(r, dtype=np.float64)
     out = a * e + float(alpha_norm) * (1.0 - a) * rr

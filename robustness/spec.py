@@ -13,6 +13,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from robustness.names import CORRUPTIONS, SEVERITIES
+from supernets.errors import InputError
 
 
 class CorruptionSpec(BaseModel):
@@ -66,7 +67,7 @@ class CorruptionSpec(BaseModel):
                 raise ValueError(f"{t!r} is not one of {list(CORRUPTIONS)}")
             for s, acc in per_sev.items():
                 if s not in SEVERITIES or not 0 <= acc <= 100:
-                    raise ValueError(f"{t}.{s}: need severity 1..5 -> accuracy in [0, 100], got {s}: {acc}")
+                    raise InputError(f"{t}.{s}", f"need severity 1..5 -> accuracy in [0, 100], got {s}: {acc}")
         return v
 
 

@@ -32,6 +32,7 @@ because pymoo and some predictors draw from them).
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
@@ -51,10 +52,11 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from early_exit.objectives import ExitRateSurrogate
 from search.evaluator import EvalResult
 from search.hv import hv2d_gains, hypervolume, non_dominated, normalise, rank_order
 from search.objectives import COST_KEYS, Objectives
-from search.spec import JobSpec, load_spec
+from search.spec import EarlyExitSpec, JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
 from supernets import codec, get_search_space
 from supernets.errors import InputError
@@ -233,8 +235,9 @@ class Engine:
         self.stop_reason: str | None = None
         if self.opts.ref_point is not None:
             if len(self.opts.ref_point) != self.objectives.n_obj:
-                raise ValueError(
-                    f"engine.ref_point: expected {self.objectives.n_obj} values (one per objective),"
+                raise InputError(
+                    "engine.ref_point",
+                    f"expected {self.objectives.n_obj} values (one per objective),"
                     f" got {len(self.opts.ref_point)}"
                 )
             self.ref_point = [float(v) for v in self.opts.ref_point]
@@ -253,7 +256,7 @@ class Engine:
         """The next candidates (canonical configs); asking again before :meth:`tell` returns the same ones."""
         if self.pending is None:
             if not self.has_next():
-                raise ValueError("engine: the search is finished (has_next() is False)")
+                raise InputError("engine", "the search is finished (has_next() is False)")
             t0 = time.perf_counter()
             if self.iteration == 0 and not self.archive:
                 configs = self._initial_design()
@@ -272,22 +275,22 @@ class Engine:
     def tell(self, results: Sequence[EvalResult | Mapping[str, Any]]) -> dict[str, Any]:
         """Add the evaluated candidates of the last :meth:`ask` (any order) and return the iteration stats."""
         if self.pending is None:
-            raise ValueError("engine: tell() without a pending ask()")
+            raise InputError("engine", "tell() without a pending ask()")
         t0 = time.perf_counter()
         by_key: dict[str, EvalResult] = {}
         for r in results:
             res = r if isinstance(r, EvalResult) else EvalResult.from_dict(r)
             k = self.space.key(res.config)
             if k in by_key:
-                raise ValueError(f"results: config {k} is reported twice")
+                raise InputError("results", f"config {k} is reported twice")
             by_key[k] = res
         keys = self.pending["keys"]
         unknown = set(by_key) - set(keys)
         if unknown:
-            raise ValueError(f"results: config {sorted(unknown)[0]} was not asked for in this iteration")
+            raise InputError("results", f"config {sorted(unknown)[0]} was not asked for in this iteration")
         missing = [k for k in keys if k not in by_key]
         if missing:
-            raise ValueError(f"results: {len(missing)} of {len(keys)} candidates have no result (e.g. {missing[0]})")
+            raise InputError("results", f"{len(missing)} of {len(keys)} candidates have no result (e.g. {missing[0]})")
         ordered = [by_key[k] for k in keys]
         records = self._records(ordered, self.pending["iteration"])
         self.archive.extend(records)
@@ -350,22 +353,22 @@ class Engine:
     def load_state_dict(self, state: Mapping[str, Any]) -> Engine:
         """Restore a :meth:`state_dict` (e.g. parsed back from JSON); raises ``ValueError`` on a foreign state."""
         if not isinstance(state, Mapping):
-            raise ValueError("state: expected a mapping (an engine state_dict)")
+            raise InputError("state", "expected a mapping (an engine state_dict)")
         for field in ("version", "spec", "iteration", "ref_point", "rng", "archive"):
             if field not in state:
-                raise ValueError(f"state.{field}: missing (not an engine state_dict)")
+                raise InputError(f"state.{field}", "missing (not an engine state_dict)")
         if state["version"] != STATE_VERSION:
-            raise ValueError(f"state.version: {state['version']!r} is not supported (expected {STATE_VERSION})")
+            raise InputError("state.version", f"{state['version']!r} is not supported (expected {STATE_VERSION})")
         saved = load_spec(dict(state["spec"]))
         for f in _STATE_MUST_MATCH:
             a, b = getattr(saved, f), getattr(self.spec, f)
             if a != b:
-                raise ValueError(f"state.spec.{f}: the saved search has {a!r}, this spec {b!r}")
+                raise InputError(f"state.spec.{f}", f"the saved search has {a!r}, this spec {b!r}")
         rng = np.random.default_rng()
         try:
             rng.bit_generator.state = _rng_state_from_json(state["rng"])
         except (TypeError, ValueError, KeyError) as e:
-            raise ValueError(f"state.rng: not a numpy PCG64 state ({e})") from None
+            raise InputError("state.rng", f"not a numpy PCG64 state ({e})") from None
         self.rng = rng
         self.iteration = int(state["iteration"])
         self.ref_point = [float(v) for v in state["ref_point"]]
@@ -384,7 +387,7 @@ class Engine:
     def from_state(cls, state: Mapping[str, Any]) -> Engine:
         """An engine built from the spec stored in ``state`` and resumed from it."""
         if not isinstance(state, Mapping) or "spec" not in state:
-            raise ValueError("state.spec: missing (not an engine state_dict)")
+            raise InputError("state.spec", "missing (not an engine state_dict)")
         return make_engine(load_spec(dict(state["spec"]))).load_state_dict(state)
 
     def load_archive(self, rows: Sequence[Mapping[str, Any]], iteration: int) -> Engine:
@@ -398,7 +401,7 @@ class Engine:
             try:
                 cfg = self.space.validate(row["config"])
             except ValueError as e:
-                raise ValueError(f"archive[{i}].config: {e}") from None
+                raise InputError(f"archive[{i}].config", f"{e}") from None
             results.append(EvalResult(cfg, "ok", metrics=dict(row["metrics"])))
         seen: set[str] = set()
         uniq = []
@@ -579,7 +582,7 @@ class Engine:
     def _fit_surrogates(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
         ok = [r for r in self.archive if r["status"] == "ok"]
         if len(ok) < 2:
-            raise ValueError("engine: fewer than 2 successful evaluations; the surrogate cannot be fitted")
+            raise InputError("engine", "fewer than 2 successful evaluations; the surrogate cannot be fitted")
         X = self.space.encode_many([r["config"] for r in ok])
         seed = int(self.rng.integers(2**31 - 1))
         self._seed_globals(seed)
@@ -616,9 +619,6 @@ class Engine:
         """``avg_macs`` model of an early-exit search: :class:`early_exit.objectives.ExitRateSurrogate` fitted on
         the archive's measured exit utilisation, and its held-out statistics; ``None`` when no archived candidate
         reports its utilisation (e.g. an imported archive), so the generic surrogate is used instead."""
-        from early_exit.objectives import ExitRateSurrogate
-        from search.spec import EarlyExitSpec
-
         ee = self.spec.early_exit or EarlyExitSpec()
         ers = ExitRateSurrogate(
             self.space,
@@ -789,8 +789,6 @@ ENGINE_KINDS: dict[str, str] = {"msunas": "search.engine:Engine"}
 
 def make_engine(spec: JobSpec | Mapping[str, Any] | str | Path) -> Engine:
     """The engine a job spec asks for (``engine.kind``), fresh (load a state with ``load_state_dict``)."""
-    import importlib
-
     job = spec if isinstance(spec, JobSpec) else load_spec(dict(spec) if isinstance(spec, Mapping) else spec)
     kind = job.engine.kind
     if kind not in ENGINE_KINDS:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from supernets.errors import InputError
+
 if TYPE_CHECKING:
     from search.spec import JobSpec
 
@@ -90,5 +92,5 @@ def get_evaluator(job: JobSpec) -> Evaluator:
 
     kind = job.evaluator.kind
     if kind not in _REGISTRY:
-        raise ValueError(f"evaluator.kind: {kind!r} is not one of {sorted(_REGISTRY)}")
+        raise InputError("evaluator.kind", f"{kind!r} is not one of {sorted(_REGISTRY)}")
     return _REGISTRY[kind](job)

@@ -20,15 +20,55 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from search.objectives import exact_costs
+from search.provenance import arch_artefact
 from supernets import codec
+from supernets.errors import InputError
 
 
 def _row(record: Mapping[str, Any]) -> list[Any]:
     return [record["config"], *record["objectives"]]
 
 
-def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: Sequence[Any]) -> Path:
-    """Write ``iter_K.stats`` and the candidates' ``iter_K/net_i.*`` (failures under ``failed/``); returns the path."""
+RUN_FILES = ("spec.json", "artefact.json")
+
+
+def run_files(out: Path) -> tuple[list[Path], list[Path]]:
+    """The entries of a folder that belong to a run (``iter_K.stats``, ``iter_K/``, ``failed/``, ``spec.json``,
+    ``artefact.json``) and the others."""
+    ours: list[Path] = []
+    foreign: list[Path] = []
+    for p in sorted(out.iterdir()):
+        run_like = p.name in RUN_FILES or p.name == "failed" or re.fullmatch(r"iter_\d+(\.stats(\.tmp)?)?", p.name)
+        (ours if run_like else foreign).append(p)
+    return ours, foreign
+
+
+def subnet_doc(config: Mapping[str, Any], artefact: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A ``.subnet`` file's content: the config (CNAS reads its ks/e/d/r) plus ``artefact`` (what it is)."""
+    doc = dict(config)
+    if artefact is not None:
+        doc["artefact"] = arch_artefact(config, artefact)
+    return doc
+
+
+def read_subnet(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``(config, artefact or None)`` of a ``.subnet`` file (ours, CNAS's or a plain config JSON)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError("--config", f"{p} is not a readable JSON file ({e})") from None
+    if not isinstance(doc, dict):
+        raise InputError("--config", f"{p} must hold a JSON object with ks, e, d, r")
+    artefact = doc.pop("artefact", None)
+    return doc, artefact if isinstance(artefact, dict) else None
+
+
+def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: Sequence[Any],
+                    artefact: Mapping[str, Any] | None = None) -> Path:
+    """Write ``iter_K.stats`` and the candidates' ``iter_K/net_i.*`` (failures under ``failed/``), each saying what
+    it is (``artefact``, :mod:`search.provenance`); returns the path."""
     k = int(stats["iteration"])
     out.mkdir(parents=True, exist_ok=True)
     it_dir = out / f"iter_{k}"
@@ -46,10 +86,12 @@ def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: S
             "error": rec["error"],
             "seconds": getattr(res, "seconds", None),
         }
+        if artefact is not None:
+            net_stats["artefact"] = arch_artefact(rec["config"], artefact)
         target = it_dir if rec["status"] == "ok" else out / "failed"
         target.mkdir(exist_ok=True)
         name = f"net_{i}" if rec["status"] == "ok" else f"iter_{k}_net_{i}"
-        (target / f"{name}.subnet").write_text(json.dumps(rec["config"]))
+        (target / f"{name}.subnet").write_text(json.dumps(subnet_doc(rec["config"], artefact)))
         (target / f"{name}.stats").write_text(json.dumps(net_stats, indent=1))
     doc = {
         "archive": [_row(r) for r in engine.archive if r["status"] == "ok"],
@@ -75,22 +117,22 @@ def read_stats(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         files = sorted(p.glob("iter_*.stats"), key=lambda q: iteration_of(q))
         if not files:
-            raise ValueError(f"stats: {p} holds no iter_K.stats file")
+            raise InputError("stats", f"{p} holds no iter_K.stats file")
         p = files[-1]
     if not p.is_file():
-        raise ValueError(f"stats: no such file {p}")
+        raise InputError("stats", f"no such file {p}")
     try:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"stats: {p} is not JSON ({e})") from None
+        raise InputError("stats", f"{p} is not JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("archive"), list):
-        raise ValueError(f"stats: {p} has no 'archive' list (not an iter_K.stats file)")
+        raise InputError("stats", f"{p} has no 'archive' list (not an iter_K.stats file)")
     for i, row in enumerate(doc["archive"]):
         if not isinstance(row, (list, tuple)) or len(row) < 2 or not isinstance(row[0], Mapping):
-            raise ValueError(f"stats: {p} archive[{i}] is not a [config, f1, f2] row")
+            raise InputError("stats", f"{p} archive[{i}] is not a [config, f1, f2] row")
         for j, v in enumerate(row[1:]):
             if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise ValueError(f"stats: {p} archive[{i}][{j + 1}] is not a number ({v!r})")
+                raise InputError("stats", f"{p} archive[{i}][{j + 1}] is not a number ({v!r})")
     doc["_path"] = str(p)
     return doc
 
@@ -99,7 +141,7 @@ def iteration_of(path: str | Path) -> int:
     """K of an ``iter_K.stats`` file name; ``ValueError`` when the name does not say."""
     m = re.fullmatch(r"iter_(\d+)\.stats", Path(path).name)
     if m is None:
-        raise ValueError(f"stats: cannot tell the iteration from the file name {Path(path).name} (want iter_K.stats)")
+        raise InputError("stats", f"cannot tell the iteration from the file name {Path(path).name} (want iter_K.stats)")
     return int(m.group(1))
 
 
@@ -113,7 +155,7 @@ def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:
             cfg = _canonical(row[0])
         except ValueError as e:
-            raise ValueError(f"stats: archive[{i}].config: {e}") from None
+            raise InputError("stats", f"archive[{i}].config: {e}") from None
         f = [float(v) for v in row[1:]]
         metrics = {"top1": 100.0 - f[0]}
         if len(f) > 1:
@@ -147,8 +189,6 @@ def add_exact_costs(records: list[dict[str, Any]], width_mult: float, n_classes:
 
     For archives read from CNAS files, which keep only the run's own second objective.
     """
-    from search.objectives import exact_costs
-
     if not records:
         return records
     costs = exact_costs([r["config"] for r in records], width_mult, n_classes)

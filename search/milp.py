@@ -44,6 +44,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix, lil_matrix
 
 from supernets import codec
+from supernets.cost import cost_metrics
+from supernets.errors import InputError
 
 OPS: list[tuple[int, int]] = [(k, e) for k in codec.KERNELS for e in codec.EXPANDS]
 N_OPS = len(OPS)
@@ -150,8 +152,9 @@ def additive_model(
     model.max_error = float(err.max()) if len(err) else 0.0
     if model.max_error > rtol * scale:
         hint = "; the MILP needs a bilinear model" if what == "predictor" else ""
-        raise ValueError(
-            f"{what}: the function is not additive in per-stage depth and per-layer choices (max deviation"
+        raise InputError(
+            f"{what}",
+            f"the function is not additive in per-stage depth and per-layer choices (max deviation"
             f" {model.max_error:.3g} on {n_check} random configs){hint}"
         )
     return model
@@ -162,8 +165,7 @@ def cost_model(
 ) -> AdditiveModel:
     """Additive model of an exact cost (``params`` or ``macs``) from :func:`supernets.cost.cost_metrics`."""
     if metric not in ("params", "macs"):
-        raise ValueError(f"constraints: {metric!r} is not additive (the MILP supports params and macs)")
-    from supernets.cost import cost_metrics
+        raise InputError("constraints", f"{metric!r} is not additive (the MILP supports params and macs)")
 
     def fn(configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return np.asarray(cost_metrics(list(configs), width_mult=width_mult, n_classes=n_classes)[metric])
@@ -183,18 +185,19 @@ def latency_model(
     """
     fn = table.predict if hasattr(table, "predict") else table
     if width_mult is not None and hasattr(table, "width_mult") and float(table.width_mult) != float(width_mult):
-        raise ValueError(f"latency_table: a width {table.width_mult} table, the search has {width_mult}")
+        raise InputError("latency_table", f"a width {table.width_mult} table, the search has {width_mult}")
     if hasattr(table, "correction") and table.correction and not float(table.correction.get("scale", 1.0)) > 0:
-        raise ValueError("latency_table: its bias correction has a non-positive scale")
+        raise InputError("latency_table", "its bias correction has a non-positive scale")
 
     def ms(configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return np.asarray(fn(list(configs)), dtype=np.float64).reshape(-1)
 
     try:
         return additive_model(ms, resolutions, rtol=rtol, what="latency_table")
-    except ValueError as e:  # a missing block: the table's own message, blamed on the field
-        msg = str(e)
-        raise ValueError(msg if msg.startswith("latency_table:") else f"latency_table: {msg}") from None
+    except ValueError as e:  # a block or resolution the table lacks: the table's fault, blamed on the field
+        if isinstance(e, InputError) and e.field == "latency_table":
+            raise
+        raise InputError("latency_table", str(e)) from None
 
 
 def _structure_rows() -> tuple[csr_matrix, np.ndarray]:
@@ -276,7 +279,7 @@ def solve(
         rows = [LinearConstraint(a_eq, b_eq, b_eq)]
         for name, (m, vmax) in constraints.items():
             if r not in m.resolutions:
-                raise ValueError(f"constraints.{name}: no cost model for resolution {r}")
+                raise InputError(f"constraints.{name}", f"no cost model for resolution {r}")
             rows.append(LinearConstraint(m.coefficients(r)[None, :], -np.inf, float(vmax) - m.constant(r)))
         cuts = [_assignment(c) for c in exclude if int(c["r"]) == r]
         for _ in range(max_repairs + 1):

@@ -48,6 +48,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robustness.objective import estimate_alpha_norm, top1_robust
+from supernets import codec
+from supernets.cost import cost_metrics
+from supernets.errors import InputError
+from supernets.latency import LatencyTable
+
 if TYPE_CHECKING:
     from search.spec import JobSpec
 
@@ -139,16 +145,15 @@ def _latency_fn(path: str, width_mult: float) -> LatencyFn:
     """Latency predictor of a table: a registered provider, else ``supernets.latency.LatencyTable``."""
     if _LATENCY_PROVIDER:
         return _LATENCY_PROVIDER[0](path, width_mult)
-    from supernets.latency import LatencyTable
 
     try:
         table = LatencyTable.load(path, width_mult=width_mult)
     except FileNotFoundError as e:
-        raise ValueError(f"latency_table: {e}") from None
+        raise InputError("latency_table", f"{e}") from None
     except ValueError as e:
-        raise ValueError(f"latency_table: {e}") from None
+        raise InputError("latency_table", f"{e}") from None
     if table.width_mult != width_mult:
-        raise ValueError(f"latency_table: {path} is a width {table.width_mult} table, the job has {width_mult}")
+        raise InputError("latency_table", f"{path} is a width {table.width_mult} table, the job has {width_mult}")
     return table.predict  # type: ignore[no-any-return]
 
 
@@ -163,9 +168,6 @@ def n_classes_of(spec: JobSpec) -> int:
 
 def exact_costs(configs: Sequence[Mapping[str, Any]], width_mult: float, n_classes: int) -> dict[str, np.ndarray]:
     """Exact params/MACs/activations/peak_activation (counts) of canonical configs, vectorised."""
-    from supernets import codec
-    from supernets.cost import cost_metrics
-
     if len(configs) == 0:
         return {k: np.zeros(0) for k in COST_KEYS}
     arrays = codec.backbone_arrays(configs)
@@ -183,7 +185,7 @@ class Objectives:
         self.names = list(spec.objectives)
         for n in self.names:
             if n not in OBJECTIVES:
-                raise ValueError(f"objectives: {n!r} is not one of {sorted(OBJECTIVES)}")
+                raise InputError("objectives", f"{n!r} is not one of {sorted(OBJECTIVES)}")
         self.n_obj = len(self.names)
         self.mode = spec.constraint_mode
         self.constraints = dict(spec.constraints)
@@ -195,7 +197,7 @@ class Objectives:
         self._latency: LatencyFn | None = None
         if uses_latency:
             if not spec.latency_table:
-                raise ValueError("latency_table: the latency objective/constraint needs a latency table path")
+                raise InputError("latency_table", "the latency objective/constraint needs a latency table path")
             self._latency = _latency_fn(spec.latency_table, self.width_mult)
         self.second = OBJECTIVES[self.names[1]] if self.n_obj == 2 else None
         # top1_robust: alpha from the spec, alpha_norm re-estimated from the archive (update_alpha_norm)
@@ -219,8 +221,6 @@ class Objectives:
         self, arrays: Mapping[str, np.ndarray], configs: Callable[[], Sequence[Mapping[str, Any]]]
     ) -> dict[str, np.ndarray]:
         """:meth:`costs` from stacked backbone arrays (the inner loop's fast path); ``configs()`` for latency."""
-        from supernets.cost import cost_metrics
-
         out = cost_metrics(dict(arrays), width_mult=self.width_mult, n_classes=self.n_classes)
         res = {k: np.asarray(out[k], dtype=np.float64) for k in COST_KEYS}
         if self._latency is not None:  # the latency table takes stacked arrays too
@@ -239,7 +239,7 @@ class Objectives:
             return np.asarray(costs[key], dtype=np.float64)
         if key in metrics:
             return np.asarray(metrics[key], dtype=np.float64)
-        raise ValueError(f"constraints: no value for {key!r} (neither an exact cost nor an evaluator metric)")
+        raise InputError("constraints", f"no value for {key!r} (neither an exact cost nor an evaluator metric)")
 
     # -- penalty / constraints -----------------------------------------------------------------------
     def penalty(self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -276,8 +276,6 @@ class Objectives:
     # -- objectives ----------------------------------------------------------------------------------
     def update_alpha_norm(self, metrics: Sequence[Mapping[str, Any]]) -> float:
         """Re-estimate ``alpha_norm`` of ``top1_robust`` from successful records' metrics (``top1``, ``robustness``)."""
-        from robustness.objective import estimate_alpha_norm
-
         err = [100.0 - float(m["top1"]) for m in metrics]
         r = [float(m["robustness"]) for m in metrics]
         self.alpha_norm = estimate_alpha_norm(err, r)
@@ -285,8 +283,6 @@ class Objectives:
 
     def top1_robust(self, top1_err: np.ndarray, r: np.ndarray) -> np.ndarray:
         """``alpha * top1_err + alpha_norm * (1 - alpha) * R`` with the current ``alpha_norm``."""
-        from robustness.objective import top1_robust
-
         return np.asarray(top1_robust(top1_err, r, alpha=self.alpha, alpha_norm=self.alpha_norm), dtype=np.float64)
 
     def second_objective(
@@ -306,10 +302,10 @@ class Objectives:
             f2 = np.asarray(metrics["avg_macs"], dtype=np.float64) / MILLION
         elif name == "top1_robust":
             if f1 is None:
-                raise ValueError("objectives: top1_robust needs top1_err (pass f1)")
+                raise InputError("objectives", "top1_robust needs top1_err (pass f1)")
             f2 = self.top1_robust(np.asarray(f1, dtype=np.float64), np.asarray(metrics["robustness"], dtype=np.float64))
         else:  # pragma: no cover - registry and this switch are kept together
-            raise ValueError(f"objectives: no rule for {name!r}")
+            raise InputError("objectives", f"no rule for {name!r}")
         if self.mode == "penalty" and (self.constraints or name == "tiny_ml"):
             f2 = f2 + self.penalty(costs, metrics)
         return f2

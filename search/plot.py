@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from search.objectives import OBJECTIVES
+from supernets.errors import InputError
 
 
 def _label(name: str) -> str:
@@ -29,14 +30,14 @@ def plot_search(
     """Write a PNG: archive scatter coloured by iteration, the front as a step line, ``selected`` circled,
     an optional vertical constraint line on the second objective, and (when ``history`` is given) HV per iteration.
     """
-    import matplotlib
+    import matplotlib  # heavy, and only plots need it (with the non-interactive backend set first)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in records if r.get("status", "ok") == "ok" and r.get("objectives")]
     if not ok or len(ok[0]["objectives"]) < 2:
-        raise ValueError("plot: needs a two-objective archive with at least one successful evaluation")
+        raise InputError("plot", "needs a two-objective archive with at least one successful evaluation")
     F = np.array([r["objectives"][:2] for r in ok], dtype=np.float64)
     its = np.array([r.get("iteration") or 0 for r in ok])
     ncols = 2 if history else 1

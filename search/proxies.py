@@ -47,9 +47,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.imagenet_classification.networks import MobileNetV3
+from ofa.utils.my_modules import init_models
+from ofa.utils.pytorch_modules import Hswish
 from torch import nn
 
 from supernets import codec
+from supernets.cost import cost_metrics
+from supernets.errors import InputError
 
 ProxyFn = Callable[..., float]
 _REGISTRY: dict[str, ProxyFn] = {}
@@ -88,8 +94,6 @@ def proxy_names() -> list[str]:
 @lru_cache(maxsize=2)
 def _template(width_mult: float) -> Any:
     """A once-for-all MobileNetV3 supernet skeleton used only to derive subnet configs (cached, never run)."""
-    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
-
     with torch.random.fork_rng(devices=[]):
         return OFAMobileNetV3(
             n_classes=10,
@@ -125,8 +129,6 @@ def build_subnet(
     if supernet is not None:
         supernet.set_active_subnet(ks=c["ks"], e=c["e"], d=c["d"])
         return supernet.get_active_subnet(preserve_weight=True)
-    from ofa.imagenet_classification.networks import MobileNetV3
-    from ofa.utils.my_modules import init_models
 
     tmpl = _template(width_mult)
     tmpl.set_active_subnet(ks=c["ks"], e=c["e"], d=c["d"])
@@ -153,8 +155,6 @@ def _forward_pre_gap(net: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_modules(net: nn.Module) -> list[nn.Module]:
-    from ofa.utils.pytorch_modules import Hswish
-
     return [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, Hswish))]
 
 
@@ -259,8 +259,6 @@ def _gradnorm(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> fl
 
 def _cost(metric: str) -> ProxyFn:
     def fn(net: nn.Module | None, config: dict[str, Any], ctx: dict[str, Any]) -> float:
-        from supernets.cost import cost_metrics
-
         m = cost_metrics([config], width_mult=ctx["width_mult"], n_classes=ctx["n_classes"])
         return float(m[metric][0])
 
@@ -297,15 +295,15 @@ def compute_proxy(
     Raises ``ValueError`` naming the argument on an unknown proxy or bad sizes.
     """
     if name not in _REGISTRY:
-        raise ValueError(f"name: unknown proxy {name!r} (one of {proxy_names()})")
+        raise InputError("name", f"unknown proxy {name!r} (one of {proxy_names()})")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"batch_size: expected an integer >= 2, got {batch_size!r}")
+        raise InputError("batch_size", f"expected an integer >= 2, got {batch_size!r}")
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes: expected an integer >= 2, got {n_classes!r}")
+        raise InputError("n_classes", f"expected an integer >= 2, got {n_classes!r}")
     c = backbone_config(config)
     r = int(c["r"] if resolution is None else resolution)
     if r < codec.MIN_RESOLUTION:
-        raise ValueError(f"resolution: expected >= {codec.MIN_RESOLUTION}, got {r}")
+        raise InputError("resolution", f"expected >= {codec.MIN_RESOLUTION}, got {r}")
     width_mult = codec.check_width(width_mult)
     ctx: dict[str, Any] = {
         "resolution": r,
@@ -319,7 +317,7 @@ def compute_proxy(
     if data is not None:
         images, labels = data
         if images.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[0] < 2:
-            raise ValueError("data: expected (images (N,3,H,W), labels (N,)) with N >= 2")
+            raise InputError("data", "expected (images (N,3,H,W), labels (N,)) with N >= 2")
         ctx["images"], ctx["labels"] = images.float(), labels.long()
     else:
         ctx["images"] = _gaussian((batch_size, 3, r, r), seed)
@@ -358,7 +356,7 @@ def warm_start(
     whether this helps the surrogate (measured on the once-for-all ImageNet oracle).
     """
     if isinstance(pool_factor, bool) or not isinstance(pool_factor, int) or pool_factor < 1:
-        raise ValueError(f"pool_factor: expected an integer >= 1, got {pool_factor!r}")
+        raise InputError("pool_factor", f"expected an integer >= 1, got {pool_factor!r}")
     pool: dict[str, dict[str, Any]] = {}
     for c in space.sample(pool_factor * n, rng):
         pool.setdefault(space.key(c), c)

@@ -22,15 +22,16 @@ the record's objectives.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from search.hv import non_dominated
+from search.spec import CONSTRAINT_KEYS, JobSpec
+from supernets.errors import InputError
 
 MILLION_METRICS = ("params", "macs", "activations", "peak_activation", "avg_macs")
 MAXIMISED = ("top1", "top1_robust")
@@ -50,7 +51,20 @@ def metric_value(record: Mapping[str, Any], name: str) -> float:
     elif name in m:
         v = float(m[name])
         return v / 1e6 if name in MILLION_METRICS and name != "f2" else v
-    raise ValueError(f"prefer: metric {name!r} is not recorded for these architectures")
+    raise InputError("prefer", f"metric {name!r} is not recorded for these architectures",
+                     hint=f"choose one of {available_metrics([record])}, trade-off, or METRIC#VALUE+...")
+
+
+def available_metrics(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The metric names ``prefer`` accepts for these records (their numeric metrics, top1_err, f1, f2)."""
+    names: set[str] = set()
+    for r in records:
+        m = r.get("metrics") or {}
+        names.update(k for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        if "top1" in m:
+            names.add("top1_err")
+        names.update(f"f{j + 1}" for j in range(len(r.get("objectives") or [])))
+    return sorted(names)
 
 
 def _minimised(record: Mapping[str, Any], name: str) -> float:
@@ -75,7 +89,7 @@ def violates(record: Mapping[str, Any], constraints: Mapping[str, float] | None)
     m = record.get("metrics") or {}
     for k, vmax in (constraints or {}).items():
         if k not in m:
-            raise ValueError(f"constraints.{k}: not recorded for these architectures, cannot check the maximum")
+            raise InputError(f"constraints.{k}", "not recorded for these architectures, cannot check the maximum")
         if float(m[k]) > float(vmax):
             return True
     return False
@@ -87,11 +101,14 @@ def parse_preference(prefer: str) -> dict[str, float]:
     for part in prefer.split("+"):
         name, sep, val = part.partition("#")
         if not sep or not name.strip():
-            raise ValueError(f"prefer: {part!r} is not METRIC#VALUE (e.g. top1#80+macs#150)")
+            raise InputError("prefer", f"{part!r} is not METRIC#VALUE (e.g. top1#80+macs#150)")
         try:
-            out[name.strip()] = float(val)
+            v = float(val)
         except ValueError:
-            raise ValueError(f"prefer: {val!r} in {part!r} is not a number") from None
+            raise InputError("prefer", f"{val!r} in {part!r} is not a number") from None
+        if not np.isfinite(v):
+            raise InputError("prefer", f"{val!r} in {part!r} is not a finite number")
+        out[name.strip()] = v
     return out
 
 
@@ -137,7 +154,7 @@ def select(
 ) -> list[dict[str, Any]]:
     """Pick up to ``n`` records of the front as ``prefer`` says (module docstring); never a violator."""
     if n < 1:
-        raise ValueError(f"n: expected at least 1, got {n}")
+        raise InputError("n", f"expected at least 1, got {n}")
     pool = [r for r in records if r.get("status", "ok") == "ok" and r.get("objectives")]
     pool = [r for r in pool if not violates(r, constraints)]
     if n_exits is not None:
@@ -171,41 +188,82 @@ def select(
     return [dict(r) for r in chosen]
 
 
-CSV_METRICS = ("top1", "params", "macs", "activations", "peak_activation", "latency_ms", "avg_macs", "top1_robust")
+class SelectOptions(BaseModel):
+    """What to pick (the options of ``msunas select`` and the body of ``POST /jobs/{id}/select``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=3, ge=1, le=1000, description="how many architectures")
+    prefer: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_+#.\-]+$",
+        description="None: most accurate first; a METRIC: the lowest of it (plus the most accurate); 'trade-off': "
+        "high trade-off points; a preference point like 'top1#80+macs#150': the closest to it",
+    )
+    n_exits: int | None = Field(default=None, ge=1, le=5, description="early-exit nets with this many exits "
+                                "(early exits plus the final classifier)")
+    constraints: dict[str, float] | None = Field(
+        default=None, max_length=len(CONSTRAINT_KEYS),
+        description="extra maxima on recorded metrics (counts; latency_ms in ms), on top of the job's own",
+    )
+
+    @field_validator("constraints")
+    @classmethod
+    def _known(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for k, x in (v or {}).items():
+            if k not in CONSTRAINT_KEYS:
+                raise InputError(f"{k}", f"unknown constraint (allowed: {', '.join(CONSTRAINT_KEYS)})")
+            if not (np.isfinite(x) and x > 0):
+                raise InputError(f"{k}", f"a maximum must be a finite number > 0, got {x}")
+        return v
+
+
+def select_records(records: Sequence[Mapping[str, Any]], spec: JobSpec | None, options: SelectOptions
+                   ) -> list[dict[str, Any]]:
+    """:func:`select` under the job's constraints (``spec``) and the options' own: the one selection behind
+    ``msunas select`` (runs and jobs) and ``POST /jobs/{id}/select``."""
+    constraints = {**(spec.constraints if spec is not None else {}), **(options.constraints or {})}
+    if options.prefer not in (None, "trade-off") and "#" not in str(options.prefer):
+        known = available_metrics(records)
+        if records and options.prefer not in known:
+            raise InputError("prefer", f"{options.prefer!r} is not recorded for this search",
+                             hint=f"choose one of {known}, trade-off, or a preference point METRIC#VALUE+...")
+    return select(records, n=options.n, prefer=options.prefer, n_exits=options.n_exits, constraints=constraints)
+
+
+# figure -> (metric read with metric_value, column name with its unit)
+ROW_FIGURES = (
+    ("top1", "top1_pct"),
+    ("top1_err", "top1_err_pct"),
+    ("params", "params_M"),
+    ("macs", "macs_M"),
+    ("activations", "activations_M"),
+    ("peak_activation", "peak_activation_M"),
+    ("avg_macs", "avg_macs_M"),
+    ("latency_ms", "latency_ms"),
+    ("top1_robust", "top1_robust"),
+)
+TABLE_COLUMNS = ("rank", "id", "top1_pct", "params_M", "macs_M", "activations_M", "latency_ms", "avg_macs_M",
+                 "n_exits", "r", "d")
 
 
 def to_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flat rows (display units) of selected records, for tables and CSV."""
+    """Flat rows of selected records, every figure named with its unit (``top1_pct``, ``macs_M``,
+    ``latency_ms``...): the same rows for the table, ``--json`` and ``--csv``."""
     rows = []
     for i, r in enumerate(records):
         row: dict[str, Any] = {"rank": i + 1}
-        obj = r.get("objectives") or []
-        for j, v in enumerate(obj):
-            row[f"f{j + 1}"] = v
-        for k in CSV_METRICS:
+        if r.get("id") is not None:
+            row["id"] = r["id"]
+        for metric, col in ROW_FIGURES:
             try:
-                row[k] = metric_value(r, k)
+                row[col] = metric_value(r, metric)
             except ValueError:
-                row[k] = None
+                continue
         ne = n_exits_of(r["config"])
         if ne is not None:
             row["n_exits"] = ne
-        row["config"] = json.dumps(r["config"])
+        row["r"], row["d"] = r["config"].get("r"), r["config"].get("d")
+        row["objectives"] = list(r.get("objectives") or [])
+        row["config"] = json.dumps({k: v for k, v in r["config"].items() if k != "artefact"})
         rows.append(row)
     return rows
-
-
-def write_csv(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write the selected records as CSV (display units; ``config`` as JSON)."""
-    rows = to_rows(records)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    cols: list[str] = []
-    for row in rows:
-        cols += [c for c in row if c not in cols]
-    with p.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols or ["rank"])
-        w.writeheader()
-        for row in rows:
-            w.writerow(row)
-    return p

@@ -7,6 +7,9 @@ milliseconds.
 
 from __future__ import annotations
 
+import functools
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustness.spec import RobustnessSpec
+from supernets.codec import check_width, resolution_grid
+from supernets.errors import InputError
 
 SECOND_OBJECTIVES = (
     "params",
@@ -49,14 +54,18 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _root_needed(self) -> DatasetSpec:
         if self.name != "digits" and not self.root:
-            raise ValueError(f"root: dataset {self.name!r} needs a local root folder")
+            raise InputError("root", f"dataset {self.name!r} needs a local root folder")
         return self
 
 
 class SupernetSpec(_Strict):
-    """A once-for-all supernet checkpoint (local path); omitted: random init or the built-in trained one."""
+    """The once-for-all supernet the candidates inherit their weights from: a local checkpoint; for ``digits``
+    without a path the built-in one (``msunas supernet train --builtin digits`` caches it); a random
+    initialisation only when asked for (``random_init: true``: a search over untrained weights measures little).
+    """
 
-    path: str | None = None
+    path: str | None = Field(default=None, max_length=4096, description="local OFA/msunas checkpoint")
+    random_init: bool = Field(default=False, description="use a randomly initialised supernet when no path is given")
 
 
 class SupernetEvaluatorSpec(_Strict):
@@ -158,7 +167,7 @@ class PenaltySpec(_Strict):
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
         for k in v:
             if k not in ("params", "macs", "activations"):
-                raise ValueError(f"weights.{k}: unknown cost (allowed: params, macs, activations)")
+                raise InputError(f"weights.{k}", "unknown cost (allowed: params, macs, activations)")
         return v
 
 
@@ -219,15 +228,11 @@ class JobSpec(_Strict):
     @field_validator("width_mult")
     @classmethod
     def _width(cls, v: float) -> float:
-        from supernets.codec import check_width
-
         return check_width(v)
 
     @field_validator("resolution")
     @classmethod
     def _grid(cls, v: tuple[int, int]) -> tuple[int, int]:
-        from supernets.codec import resolution_grid
-
         resolution_grid(v[0], v[1])
         return v
 
@@ -245,9 +250,9 @@ class JobSpec(_Strict):
     def _constraints(cls, v: dict[str, float]) -> dict[str, float]:
         for k, x in v.items():
             if k not in CONSTRAINT_KEYS:
-                raise ValueError(f"{k}: unknown constraint (allowed: {', '.join(CONSTRAINT_KEYS)})")
+                raise InputError(f"{k}", f"unknown constraint (allowed: {', '.join(CONSTRAINT_KEYS)})")
             if not x > 0:
-                raise ValueError(f"{k}: a constraint maximum must be > 0, got {x}")
+                raise InputError(f"{k}", f"a constraint maximum must be > 0, got {x}")
         return v
 
     @model_validator(mode="after")
@@ -256,24 +261,35 @@ class JobSpec(_Strict):
             "latency_ms" in self.constraints
         )
         if uses_latency and not self.latency_table:
-            raise ValueError("latency_table: the latency objective/constraint needs a latency table path")
+            raise InputError("latency_table", "the latency objective/constraint needs a latency table path")
         if self.search_space != "eemobilenetv3" and (
             "avg_macs" in self.constraints or self.objectives[-1] == "avg_macs"
         ):
-            raise ValueError("search_space: avg_macs needs the early-exit space eemobilenetv3")
+            raise InputError("search_space", "avg_macs needs the early-exit space eemobilenetv3")
+        inherits = self.evaluator.kind == "supernet" or (self.evaluator.kind == "proxy" and self.evaluator.inherit)
+        if inherits and self.dataset.name != "digits" and not self.supernet.path and not self.supernet.random_init:
+            raise InputError(
+                "supernet",
+                f"dataset {self.dataset.name} needs supernet.path (train one with `msunas supernet train`"
+                " or use an official once-for-all checkpoint), or supernet.random_init: true"
+            )
+        if self.supernet.path and self.supernet.random_init:
+            raise InputError("supernet", "give either supernet.path or supernet.random_init, not both")
         if self.early_exit is not None and self.search_space != "eemobilenetv3":
-            raise ValueError("early_exit: early-exit options need search_space eemobilenetv3")
+            raise InputError("early_exit", "early-exit options need search_space eemobilenetv3")
         if self.optimizer == "milp":
             if self.predictor != "bilinear":
-                raise ValueError("optimizer: milp needs predictor: bilinear (its accuracy model is linear in choices)")
+                raise InputError("optimizer",
+                                 "milp needs predictor: bilinear (its accuracy model is linear in choices)")
             if self.search_space != "mobilenetv3":
-                raise ValueError("optimizer: milp supports the mobilenetv3 search space only")
+                raise InputError("optimizer", "milp supports the mobilenetv3 search space only")
             if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
-                raise ValueError("optimizer: milp needs an additive second objective (params, macs or latency)")
+                raise InputError("optimizer", "milp needs an additive second objective (params, macs or latency)")
             extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
             if extra:
-                raise ValueError(
-                    f"optimizer: milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
+                raise InputError(
+                    "optimizer",
+                    f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
                 )
         return self
 
@@ -286,17 +302,48 @@ class JobSpec(_Strict):
         return kw
 
 
+@functools.cache
+def union_tags() -> dict[str, frozenset[str]]:
+    """Top-level spec fields that are discriminated unions -> their ``kind`` tags (pydantic puts the tag in
+    error locations: ``evaluator.oracle.path``; error messages name ``evaluator.path``)."""
+    out: dict[str, frozenset[str]] = {}
+    for name, f in JobSpec.model_fields.items():
+        tags = {
+            a.model_fields["kind"].default
+            for a in typing.get_args(f.annotation)
+            if isinstance(a, type) and issubclass(a, BaseModel) and "kind" in a.model_fields
+        }
+        if len(tags) > 1:
+            out[name] = frozenset(tags)
+    return out
+
+
+def error_field(loc: Sequence[Any]) -> str:
+    """Dotted field name of a pydantic error location, without discriminated-union tags."""
+    tags = union_tags()
+    out: list[str] = []
+    for p in (str(x) for x in loc):
+        if len(out) == 1 and p in tags.get(out[0], ()):
+            continue  # pydantic adds the tag ("evaluator.oracle.path"): users wrote "evaluator.path"
+        out.append(p)
+    return ".".join(out)
+
+
+def validation_error_parts(err: ValidationError) -> tuple[str, str]:
+    """``(field, message)`` of the first error of a validation failure (the field dotted, union tags dropped)."""
+    e = err.errors()[0]
+    loc = error_field(e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    last = loc.rsplit(".", 1)[-1]
+    if loc and msg.startswith(f"{last}: "):  # validators that name their field already
+        msg = msg[len(last) + 2 :]
+    return loc, msg
+
+
 def format_validation_error(err: ValidationError) -> str:
     """One line naming the first failing field (``dataset.root: ...``)."""
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    msg = e["msg"].removeprefix("Value error, ")
-    if not loc:
-        return msg
-    last = str(e["loc"][-1])
-    if msg.startswith(f"{last}: "):  # validators that name their field already
-        msg = msg[len(last) + 2 :]
-    return f"{loc}: {msg}"
+    loc, msg = validation_error_parts(err)
+    return f"{loc}: {msg}" if loc else msg
 
 
 def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:
@@ -306,14 +353,15 @@ def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"spec: no such file {path}")
+            raise InputError("spec", f"no such file {path}")
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
-            raise ValueError(f"spec: {path} is not valid YAML/JSON: {e}") from None
+            raise InputError("spec", f"{path} is not valid YAML/JSON: {e}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"spec: {path} must hold a mapping of job fields")
+            raise InputError("spec", f"{path} must hold a mapping of job fields")
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
-        raise ValueError(format_validation_error(e)) from None
+        field, msg = validation_error_parts(e)
+        raise InputError(field or "spec", msg) from None

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from acc_predictor import get_predictor
 
-def make_predictor(name: str, space: Any, encoding: str = "auto", seed: int = 0) -> Any:
-    """A fresh ``acc_predictor`` model: seeded and with ``encoding`` set where the model has those parameters."""
-    from acc_predictor import get_predictor
 
-    m = get_predictor(name, search_space=space)
+def make_predictor(name: str, space: Any, encoding: str = "auto", seed: int = 0, **options: Any) -> Any:
+    """A fresh ``acc_predictor`` model: seeded and with ``encoding`` set where the model has those parameters
+    (``options``: further hyperparameters)."""
+    m = get_predictor(name, search_space=space, **options)
     params = m.get_params()
     kw: dict[str, Any] = {}
     if "random_state" in params:
@@ -62,8 +63,18 @@ class Surrogate:
         self.seed = int(seed)
         self.model_: Any = None
 
-    def _fit_model(self, name: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
-        return make_predictor(name, self.space, self.encoding, seed).fit(np.asarray(X, dtype=np.int64), y)
+    def _fit_model(self, name: str, X: np.ndarray, y: np.ndarray, seed: int, **options: Any) -> Any:
+        return make_predictor(name, self.space, self.encoding, seed, **options).fit(np.asarray(X, dtype=np.int64), y)
+
+    def _winning_model(self) -> tuple[str, dict[str, Any]]:
+        """The registry name and options of the model that predicts: ``as`` reports the member it switched to, or
+        its averaged ``ensemble`` of members (not a registry name: it is rebuilt as ``as`` forced to that
+        ensemble of the same members)."""
+        w = self.winner if self.model_ is not None else self.name
+        if w == "ensemble":
+            members = list(self.model_.ensemble_members_)
+            return "as", {"members": members, "ensemble": len(members), "force": "ensemble"}
+        return w, {}
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
         """Fit on genomes ``X`` and targets ``y``."""
@@ -90,12 +101,12 @@ class Surrogate:
         k = min(folds, n // 2)
         if k < 2:
             return {"rmse": float("nan"), "rho": float("nan"), "tau": float("nan")}
-        name = self.winner if self.model_ is not None else self.name
+        name, options = self._winning_model()
         perm = rng.permutation(n)
         pred = np.empty(n)
         for f in range(k):
             test = perm[f::k]
             train = np.setdiff1d(perm, test)
-            m = self._fit_model(name, X[train], y[train], self.seed + 1 + f)
+            m = self._fit_model(name, X[train], y[train], self.seed + 1 + f, **options)
             pred[test] = np.asarray(m.predict(X[test]), dtype=np.float64).reshape(-1)
         return rank_stats(y, pred)

@@ -13,9 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+import migrations
+from supernets.errors import InputError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -61,7 +68,7 @@ class Database:
         if url.startswith("sqlite"):
             kw["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
             if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
-                raise ValueError("db: an in-memory SQLite database cannot be shared by workers; use a file")
+                raise InputError("db", "an in-memory SQLite database cannot be shared by workers; use a file")
             path = url.split("///", 1)[-1]
             if path and not path.startswith(":"):
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +80,7 @@ class Database:
         try:
             self.engine = create_engine(url, **kw)
         except (SQLAlchemyError, ImportError) as e:  # bad URL / unknown driver
-            raise ValueError(f"db: cannot use database URL {url!r}: {e}") from None
+            raise InputError("db", f"cannot use database URL {url!r}: {e}") from None
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _sqlite_hooks(self.engine)
@@ -109,15 +116,11 @@ class Database:
 # ---------------------------------------------------------------------------------------------- migrations
 def migrations_dir() -> Path:
     """The Alembic script folder, found through the installed ``migrations`` package (works outside the repo)."""
-    import migrations
-
     return Path(migrations.__file__).resolve().parent
 
 
 def alembic_config(url: str) -> Any:
     """An Alembic ``Config`` for ``url`` without an ini file."""
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -126,8 +129,6 @@ def alembic_config(url: str) -> Any:
 
 def head_revision() -> str:
     """The newest migration this version of msunas ships."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert head is not None  # the package always ships at least one revision
     return head
@@ -135,8 +136,6 @@ def head_revision() -> str:
 
 def current_revision(db: Database) -> str | None:
     """The revision the database is at (``None`` for an empty database)."""
-    from alembic.runtime.migration import MigrationContext
-
     try:
         with db.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
@@ -147,8 +146,6 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(url: str, revision: str = "head") -> str:
     """Apply the migrations up to ``revision``; returns the revision now current."""
-    from alembic import command
-
     db = Database(url)
     try:
         with db.engine.begin() as conn:

@@ -12,6 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from search.export import export_architecture
+from search.io import read_stats, records_from_stats, subnet_doc
+from search.plot import plot_search
+from search.runner import run_search
+from search.select import SelectOptions, select_records, to_rows
+from search.spec import load_spec
+from supernets.errors import InputError
+from supernets.train import builtin_digits_ready, train_digits_supernet
+
+DEMO_FILES = ("demo_spec.json", "search", "front.png", "chosen.onnx", "chosen.subnet")
+
 DEMO_SPEC: dict[str, Any] = {
     "search_space": "mobilenetv3",
     "width_mult": 1.0,
@@ -30,43 +44,37 @@ DEMO_SPEC: dict[str, Any] = {
 
 
 def run_demo(out: Path, *, iterations: int | None = None) -> dict[str, Any]:
-    """Run the demo into ``out``; returns the paths of what it wrote."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from search.io import read_stats, records_from_stats
-    from search.plot import plot_search
-    from search.select import select, to_rows
-    from service.cli_search import run_search
-    from supernets.export import export_subnet
-    from supernets.ofa_supernet import load_supernet
-    from supernets.train import train_digits_supernet
-
-    console = Console()
+    """Run the demo into ``out`` (refused when ``out`` holds anything but an earlier demo); returns the paths of
+    what it wrote."""
+    console = Console(stderr=True)
     t0 = time.perf_counter()
+    if out.exists() and any(p.name not in DEMO_FILES for p in out.iterdir()):
+        raise InputError("--out", f"{out} holds files that are not the demo's", hint="choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]1/4 supernet")
+    if not builtin_digits_ready():
+        console.print("training the built-in digits supernet once (about 3 minutes on 2 cores; cached for later)")
     trained = train_digits_supernet()
     how = f"trained in {trained['seconds']:.0f} s" if trained["trained"] else "cached"
     console.print(f"digits supernet: {trained['path']} ({how})")
 
     console.rule("[bold]2/4 search")
-    spec = dict(DEMO_SPEC, supernet={"path": str(trained["path"])})
+    spec = dict(DEMO_SPEC)
     if iterations is not None:
         spec["iterations"] = iterations
-    spec_path = out / "demo_spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1))
+    job = load_spec(spec)
+    (out / "demo_spec.json").write_text(json.dumps(spec, indent=1))
     console.print(
         f"{spec['n_doe']} initial + {spec['iterations']} x {spec['n_iter']} candidates, each extracted from the "
         f"supernet, BN-recalibrated, fine-tuned {spec['evaluator']['n_epochs']} epoch and validated on digits"
     )
     search_dir = out / "search"
-    result = run_search(str(spec_path), search_dir)
+    result = run_search(job, search_dir, overwrite=True)
 
     console.rule("[bold]3/4 front and selection")
     records = records_from_stats(read_stats(search_dir))
-    front = sorted(result["front"], key=lambda r: r["objectives"][1])
-    table = Table(title=f"Pareto front ({len(front)} of {len(result['archive'])} evaluated)")
+    front = sorted(result.front, key=lambda r: r["objectives"][1])
+    table = Table(title=f"Pareto front ({len(front)} of {len(result.archive)} evaluated)")
     for col in ("top1 %", "MACs (M)", "params (M)", "r", "depths"):
         table.add_column(col, justify="right")
     for r in front:
@@ -76,27 +84,27 @@ def run_demo(out: Path, *, iterations: int | None = None) -> dict[str, Any]:
             str(r["config"]["d"]),
         )
     console.print(table)
-    chosen = select(records, n=3, prefer="trade-off")
+    chosen = select_records(records, job, SelectOptions(n=3, prefer="trade-off"))
     sel = Table(title="selected trade-off architectures (msunas select --prefer trade-off)")
     for col in ("rank", "top1 %", "MACs (M)", "params (M)", "config"):
         sel.add_column(col)
     for row in to_rows(chosen):
         sel.add_row(
-            str(row["rank"]), f"{row['top1']:.2f}", f"{row['macs']:.2f}", f"{row['params']:.3f}", row["config"]
+            str(row["rank"]), f"{row['top1_pct']:.2f}", f"{row['macs_M']:.2f}", f"{row['params_M']:.3f}",
+            row["config"],
         )
     console.print(sel)
     png = plot_search(
-        records, out / "front.png", objectives=spec["objectives"], history=result["history"], selected=chosen,
+        records, out / "front.png", objectives=job.objectives, history=result.history, selected=chosen,
         title="msunas demo: digits",
     )
 
     console.rule("[bold]4/4 export")
     pick = chosen[1] if len(chosen) > 1 else chosen[0]
-    supernet = load_supernet(trained["path"], n_classes=10)
     onnx_path = out / "chosen.onnx"
-    info = export_subnet(pick["config"], supernet, "onnx", onnx_path)
-    (out / "chosen.subnet").write_text(json.dumps(pick["config"]))
-    extra = {k: v for k, v in info.items() if k != "path"}
+    info = export_architecture(pick["config"], job, "onnx", onnx_path, metrics=pick["metrics"])
+    (out / "chosen.subnet").write_text(json.dumps(subnet_doc(pick["config"], info["artefact"])))
+    extra = {k: v for k, v in info.items() if k in ("format", "input_shape", "max_abs_diff")}
     console.print(f"exported {pick['config']} -> {onnx_path} ({json.dumps(extra)})")
     paths = {
         "search": str(search_dir),

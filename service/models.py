@@ -79,6 +79,8 @@ class Job(Base):
     step_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     step_lease_expires: Mapped[float] = mapped_column(Float, default=0.0)
     step_token: Mapped[int] = mapped_column(Integer, default=0)
+    step_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    artefact: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, delete, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from search.objectives import constraint_lines
-from service.db import Database
+from search.provenance import arch_artefact
+from search.spec import JobSpec
+from service.db import Database, StorageError
 from service.models import (
     ACTIVE_JOB_STATES,
     JOB_STATES,
@@ -35,8 +37,11 @@ from service.models import (
     Job,
     utcnow,
 )
+from supernets.codec import normalize_backbone, to_block_strings
+from supernets.errors import InputError
 
 TOKEN_PREFIX = "msu_"
+MAX_ID = 2**62
 
 
 class NotFoundError(LookupError):
@@ -44,7 +49,11 @@ class NotFoundError(LookupError):
 
 
 class ConflictError(RuntimeError):
-    """The request conflicts with the current state (the API answers 409)."""
+    """The request conflicts with the current state (the API answers 409); ``field`` names the input concerned."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # --------------------------------------------------------------------------------------------------- tokens
@@ -56,7 +65,7 @@ def hash_token(secret: str) -> str:
 def create_token(db: Database, name: str) -> tuple[int, str]:
     """Create an API token; returns ``(id, secret)`` -- the secret is shown once and only its hash is stored."""
     if not name or len(name) > 200:
-        raise ValueError("name: a token name of 1..200 characters is needed")
+        raise InputError("name", "a token name of 1..200 characters is needed")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.transaction() as s:
         tok = ApiToken(name=name, token_hash=hash_token(secret))
@@ -75,26 +84,68 @@ def authenticate(s: Session, secret: str) -> int | None:
     return int(row.id)
 
 
+def get_token(s: Session, token_id: int) -> ApiToken:
+    """A token by id (:class:`NotFoundError` otherwise)."""
+    tok = s.get(ApiToken, token_id)
+    if tok is None:
+        raise NotFoundError(f"token {token_id} not found")
+    return tok
+
+
+def token_info(tok: ApiToken) -> dict[str, Any]:
+    """What a client may see of a token (never its hash)."""
+    return {"id": tok.id, "name": tok.name, "created_at": _ts(tok.created_at)}
+
+
+def list_tokens(db: Database) -> list[dict[str, Any]]:
+    """Every token: id, name, created_at, revoked and its jobs' count (administration)."""
+    with db.transaction() as s:
+        counts = dict(s.execute(select(Job.owner_id, func.count()).group_by(Job.owner_id)).all())
+        return [dict(token_info(t), revoked=bool(t.revoked), n_jobs=int(counts.get(t.id, 0)))
+                for t in s.execute(select(ApiToken).order_by(ApiToken.id)).scalars()]
+
+
+def revoke_token(s: Session, token_id: int) -> ApiToken:
+    """Revoke a token (its jobs stay; requests with it get 401 within the servers' token cache time)."""
+    tok = get_token(s, token_id)
+    tok.revoked = True
+    return tok
+
+
 # ----------------------------------------------------------------------------------------------------- jobs
+def job_spec(job: Job) -> JobSpec:
+    """The job's spec as the typed model (stored as its complete ``model_dump`` at submission)."""
+    return JobSpec.model_validate(job.spec)
+
+
 def request_hash(spec: dict[str, Any], name: str | None) -> str:
     """Stable hash of a submission (for ``Idempotency-Key`` reuse checks)."""
     return hashlib.sha256(json.dumps({"spec": spec, "name": name}, sort_keys=True).encode()).hexdigest()
 
 
 def create_job(
-    s: Session, owner_id: int, spec: dict[str, Any], *, name: str | None = None, idempotency_key: str | None = None
+    s: Session,
+    owner_id: int,
+    spec: JobSpec,
+    *,
+    name: str | None = None,
+    idempotency_key: str | None = None,
+    artefact: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
-    """Store a validated job spec as a queued job; returns ``(job, created)``. With an ``idempotency_key`` that
-    was used before with the same request, the earlier job comes back (``created=False``); with a different
-    request it is a :class:`ConflictError`."""
-    rh = request_hash(spec, name)
+    """Store a validated job spec (its complete dump) as a queued job; returns ``(job, created)``. With an
+    ``idempotency_key`` used before with the same request, the earlier job comes back (``created=False``); with a
+    different request it is a :class:`ConflictError`. ``artefact``: what its architectures are
+    (``search.provenance.describe``)."""
+    data = spec.model_dump(mode="json")
+    rh = request_hash(data, name)
     if idempotency_key is not None:
         prev = s.execute(
             select(IdempotencyKey).where(IdempotencyKey.owner_id == owner_id, IdempotencyKey.key == idempotency_key)
         ).scalar_one_or_none()
         if prev is not None:
             if prev.request_hash != rh:
-                raise ConflictError("Idempotency-Key: this key was used with a different request body")
+                raise ConflictError("Idempotency-Key: this key was used with a different request body",
+                                    field="Idempotency-Key")
             job = s.get(Job, prev.job_id)
             if job is None:  # pragma: no cover - cascade deletes the key with the job
                 raise NotFoundError("job of this Idempotency-Key is gone")
@@ -102,10 +153,11 @@ def create_job(
     job = Job(
         owner_id=owner_id,
         name=name,
-        spec=spec,
+        spec=data,
         state="queued",
         cur_iteration=-1,
-        total_iterations=int(spec.get("iterations", 0)),
+        total_iterations=spec.iterations,
+        artefact=artefact,
     )
     s.add(job)
     s.flush()
@@ -124,9 +176,12 @@ def decode_cursor(cursor: str) -> int:
     """Inverse of :func:`encode_cursor`; ``ValueError`` naming ``cursor`` on garbage."""
     try:
         pad = "=" * (-len(cursor) % 4)
-        return int(base64.urlsafe_b64decode(cursor + pad).decode())
+        value = int(base64.urlsafe_b64decode(cursor + pad).decode())
     except Exception:
-        raise ValueError("cursor: not a cursor returned by this API") from None
+        raise InputError("cursor", "not a cursor returned by this API") from None
+    if not 0 <= value <= MAX_ID:
+        raise InputError("cursor", "not a cursor returned by this API")
+    return value
 
 
 def list_jobs(
@@ -134,7 +189,7 @@ def list_jobs(
 ) -> tuple[list[Job], str | None]:
     """The owner's jobs, newest first, ``limit`` per page; returns ``(jobs, next_cursor)``."""
     if state is not None and state not in JOB_STATES:
-        raise ValueError(f"state: {state!r} is not one of {list(JOB_STATES)}")
+        raise InputError("state", f"{state!r} is not one of {list(JOB_STATES)}")
     q = select(Job).where(Job.owner_id == owner_id)
     if state is not None:
         q = q.where(Job.state == state)
@@ -158,10 +213,21 @@ def get_job(s: Session, owner_id: int | None, job_id: int, *, for_update: bool =
     return job
 
 
+def _ts(t: Any) -> str | None:
+    return t.isoformat() + "Z" if t is not None else None
+
+
+def job_list_item(job: Job) -> dict[str, Any]:
+    """A job as ``GET /jobs`` lists it."""
+    return {"id": job.id, "name": job.name, "state": job.state, "iteration": job.cur_iteration,
+            "iterations": job.total_iterations, "created_at": _ts(job.created_at)}
+
+
 def job_summary(s: Session, job: Job) -> dict[str, Any]:
     """What ``GET /jobs/{id}`` shows: state, progress, HV history, the best figures so far (the lowest
     first and second objective among the successful, feasible architectures), the job's constraints and the
-    ones bounding an objective directly (``constraint_lines``, in the objective's unit, for plots)."""
+    ones bounding an objective directly (``constraint_lines``, in the objective's unit, for plots), warnings."""
+    spec = job_spec(job)
     hv = [
         {"iteration": r.k, "hv": r.hv, "n_archive": r.n_archive}
         for r in s.execute(
@@ -177,36 +243,35 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
             .group_by(EvalTask.state)
         ).all()
     )
-    n_archive, n_failed = s.execute(
-        select(func.count(), func.coalesce(func.sum(case((Architecture.status != "ok", 1), else_=0)), 0)).where(
-            Architecture.job_id == job.id
-        )
+    ok_feasible = and_(Architecture.status == "ok",
+                       or_(Architecture.feasible.is_(None), Architecture.feasible.is_(True)))
+    n_archive, n_failed, n_feasible = s.execute(
+        select(func.count(), func.coalesce(func.sum(case((Architecture.status != "ok", 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ok_feasible, 1), else_=0)), 0)).where(Architecture.job_id == job.id)
     ).one()
     best: dict[str, Any] = {}
     for col, label in ((Architecture.f1, "f1"), (Architecture.f2, "f2")):
         row = s.execute(
             select(Architecture.id, Architecture.f1, Architecture.f2, Architecture.metrics)
-            .where(Architecture.job_id == job.id, Architecture.status == "ok", col.is_not(None),
-                   or_(Architecture.feasible.is_(None), Architecture.feasible.is_(True)))
+            .where(Architecture.job_id == job.id, ok_feasible, col.is_not(None))
             .order_by(col, Architecture.id)
             .limit(1)
         ).first()
         if row is not None:
             best[f"min_{label}"] = {"arch_id": row.id, "objectives": [row.f1, row.f2], "metrics": row.metrics}
-    objectives = list(job.spec.get("objectives", ["top1_err", "macs"]))
-    constraints = dict(job.spec.get("constraints") or {})
     return {
         "id": job.id,
         "name": job.name,
         "state": job.state,
         "error": job.error,
-        "created_at": job.created_at.isoformat() + "Z",
-        "updated_at": job.updated_at.isoformat() + "Z",
-        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
-        "objectives": objectives,
-        "constraints": constraints,
-        "constraint_mode": job.spec.get("constraint_mode", "penalty"),
-        "constraint_lines": constraint_lines(objectives, constraints),
+        "warnings": job_warnings(spec, job.state, int(n_archive), int(n_feasible)),
+        "created_at": _ts(job.created_at),
+        "updated_at": _ts(job.updated_at),
+        "finished_at": _ts(job.finished_at),
+        "objectives": list(spec.objectives),
+        "constraints": dict(spec.constraints),
+        "constraint_mode": spec.constraint_mode,
+        "constraint_lines": constraint_lines(spec.objectives, spec.constraints),
         "spec": job.spec,
         "progress": {
             "iteration": job.cur_iteration,
@@ -216,10 +281,19 @@ def job_summary(s: Session, job: Job) -> dict[str, Any]:
             "tasks_running": int(counts.get("running", 0)),
             "n_evaluated": int(n_archive),
             "n_failed": int(n_failed),
+            "n_feasible": int(n_feasible),
         },
         "hv_history": hv,
         "best": best,
     }
+
+
+def job_warnings(spec: JobSpec, state: str, n_archive: int, n_feasible: int) -> list[str]:
+    """What a user should know about a job's outcome (shown by the CLI and the dashboard)."""
+    if n_archive and not n_feasible and spec.constraints and state in ("running", "succeeded"):
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in spec.constraints.items())
+        return [f"no feasible architecture: none of the {n_archive} evaluated meets the constraints ({limits})"]
+    return []
 
 
 def cancel_job(s: Session, owner_id: int, job_id: int) -> Job:
@@ -238,10 +312,10 @@ def cancel_job(s: Session, owner_id: int, job_id: int) -> Job:
     return job
 
 
-def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | None) -> Job:
-    """Restart a job from stored iteration ``from_iteration`` (default: its latest): the iterations after it,
-    their architectures and all open tasks are discarded and the next step loads that iteration's engine state,
-    so the continued search is the one an uninterrupted run would have made."""
+def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | None, *, force: bool = False) -> Job:
+    """Restart a job from stored iteration ``from_iteration`` (default: its latest): the next step loads that
+    iteration's engine state, so the continued search is the one an uninterrupted run would have made. Iterations
+    stored after it (and their architectures) are discarded only with ``force`` (else :class:`ConflictError`)."""
     job = get_job(s, owner_id, job_id, for_update=True)
     if job.state in ACTIVE_JOB_STATES and job.step_lease_expires > time.time() and job.step_owner:
         raise ConflictError(f"job {job_id} has an engine step in progress; cancel it first or retry")
@@ -251,7 +325,12 @@ def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | Non
             raise ConflictError(f"job {job_id} has no stored iteration to resume from")
         from_iteration = ks[-1]
     if from_iteration not in ks:
-        raise ValueError(f"from_iteration: job {job_id} has no stored iteration {from_iteration} (stored: {ks})")
+        raise InputError("from_iteration", f"job {job_id} has no stored iteration {from_iteration} (stored: "
+                         f"{ks[0]}..{ks[-1]})" if ks else f"job {job_id} has no stored iteration yet")
+    later = [k for k in ks if k > from_iteration]
+    if later and not force:
+        raise ConflictError(f"job {job_id} has iterations after {from_iteration} (up to {later[-1]}); resuming "
+                            "from it discards them: send force: true to do so", field="force")
     s.execute(delete(Iteration).where(Iteration.job_id == job_id, Iteration.k > from_iteration))
     s.execute(delete(Architecture).where(Architecture.job_id == job_id, Architecture.iteration > from_iteration))
     s.execute(delete(EvalTask).where(EvalTask.job_id == job_id, EvalTask.iteration > from_iteration))
@@ -266,10 +345,17 @@ def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | Non
     return job
 
 
+def iteration_record(it: Iteration, with_state: bool = False) -> dict[str, Any]:
+    """A stored iteration as the API shows it (its engine state only on request)."""
+    d = {"iteration": it.k, "n_archive": it.n_archive, "hv": it.hv, "surrogate": it.surrogate, "stats": it.stats,
+         "created_at": _ts(it.created_at)}
+    if with_state:
+        d["engine_state"] = it.engine_state
+    return d
+
+
 def list_iterations(s: Session, job_id: int) -> list[Iteration]:
     """All stored iterations of a job, oldest first (engine state not loaded)."""
-    from sqlalchemy.orm import defer
-
     return list(
         s.execute(
             select(Iteration).options(defer(Iteration.engine_state)).where(Iteration.job_id == job_id).order_by(
@@ -315,9 +401,10 @@ def get_architecture(s: Session, job_id: int, arch_id: int) -> Architecture:
     return a
 
 
-def arch_record(a: Architecture) -> dict[str, Any]:
-    """The archive record of the engine contract (plus the row id)."""
-    return {
+def arch_record(a: Architecture, job: Job, *, block_strings: bool = False) -> dict[str, Any]:
+    """The archive record of the engine contract, plus the row id and what the architecture is (``artefact``);
+    with ``block_strings``, its timm-style block strings (None for a config the codec cannot read)."""
+    rec: dict[str, Any] = {
         "id": a.id,
         "config": a.config,
         "key": a.key,
@@ -327,7 +414,52 @@ def arch_record(a: Architecture) -> dict[str, Any]:
         "metrics": a.metrics,
         "objectives": a.objectives,
         "error": a.error,
+        "artefact": arch_artefact(a.config, job.artefact or {}),
     }
+    if block_strings:
+        try:
+            backbone = normalize_backbone({k: a.config[k] for k in ("ks", "e", "d", "r")})
+            rec["block_strings"] = to_block_strings(backbone, job_spec(job).width_mult)
+        except (ValueError, KeyError, TypeError, IndexError):
+            rec["block_strings"] = None
+    return rec
+
+
+def check_exportable(job: Job, a: Architecture) -> None:
+    """:class:`ConflictError` for an architecture whose evaluation failed, or a job without supernet weights
+    (an oracle or proxy search that named none): there is nothing to export."""
+    if a.status != "ok":
+        raise ConflictError(f"architecture {a.id} failed its evaluation; only successful ones can be exported",
+                            field="arch_id")
+    if ((job.artefact or {}).get("supernet") or {}).get("kind") in (None, "none"):
+        raise ConflictError(f"job {job.id} searched without supernet weights, so the server has none to export; "
+                            f"export it with `msunas export --job {job.id} --arch {a.id} --supernet PATH`",
+                            field="supernet")
+
+
+def submit_job(db: Database, owner_id: int, spec: JobSpec, *, name: str | None = None,
+               idempotency_key: str | None = None, artefact: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Any], bool]:
+    """Create a job (or find the one of this ``idempotency_key``) in one write transaction; returns its summary
+    and whether it was created. On SQLite the transaction takes the write lock first (``BEGIN IMMEDIATE``), so
+    concurrent requests with one key never both insert; on PostgreSQL the losing insert's unique violation is
+    answered with the winner's job."""
+    for attempt in range(2):
+        try:
+            with db.transaction(claim=True) as s:
+                job, created = create_job(s, owner_id, spec, name=name, idempotency_key=idempotency_key,
+                                          artefact=artefact)
+                return job_summary(s, job), created
+        except StorageError:
+            if idempotency_key is None or attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_health(db: Database) -> None:
+    """The database answers (``StorageError`` otherwise)."""
+    with db.transaction() as s:
+        s.execute(select(func.count()).select_from(ApiToken))
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -348,7 +480,8 @@ class TaskClaim:
     iteration: int
     attempt: int
     config: dict[str, Any]
-    spec: dict[str, Any]
+    spec: JobSpec
+    artefact: dict[str, Any] | None
 
 
 def claim_step(db: Database, owner: str, lease_seconds: float) -> StepClaim | None:
@@ -402,7 +535,7 @@ def heartbeat_step(db: Database, claim: StepClaim, lease_seconds: float) -> bool
 class StepInput:
     """What an engine step reads: the spec, the latest stored iteration and the current iteration's results."""
 
-    spec: dict[str, Any]
+    spec: JobSpec
     cur_iteration: int
     latest_k: int | None
     latest_state: dict[str, Any] | None
@@ -427,7 +560,7 @@ def load_step_input(db: Database, claim: StepClaim) -> StepInput:
             ).scalars()
         )
         return StepInput(
-            spec=dict(job.spec),
+            spec=job_spec(job),
             cur_iteration=job.cur_iteration,
             latest_k=latest.k if latest else None,
             latest_state=latest.engine_state if latest else None,
@@ -566,8 +699,9 @@ def claim_task(db: Database, owner: str, lease_seconds: float, max_attempts: int
             task.lease_owner = owner
             task.lease_expires = now + lease_seconds
             task.attempt += 1
-            spec = s.execute(select(Job.spec).where(Job.id == task.job_id)).scalar_one()
-            return TaskClaim(task.id, task.job_id, task.iteration, task.attempt, dict(task.config), dict(spec))
+            spec, artefact = s.execute(select(Job.spec, Job.artefact).where(Job.id == task.job_id)).one()
+            return TaskClaim(task.id, task.job_id, task.iteration, task.attempt, dict(task.config),
+                             JobSpec.model_validate(spec), artefact)
 
 
 def heartbeat_task(db: Database, claim: TaskClaim, lease_seconds: float) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing as mp
 import os
 import signal
 import socket
@@ -25,9 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from search.engine import make_engine
+from search.evaluator import EvalResult, Evaluator, get_evaluator
+from search.provenance import supernet_id, supernet_ref
+from search.spec import JobSpec
+from search.threads import configure_threads
 from service import repository as repo
 from service.db import Database, StorageError, check_schema
 from service.settings import Settings
+from supernets import get_search_space
+from supernets.errors import InputError
 
 log = logging.getLogger("msunas.worker")
 
@@ -67,10 +75,14 @@ class _Heartbeat:
         self._t.join(timeout=5)
 
 
-def _space(spec: Any) -> Any:
-    from supernets import get_search_space
-
-    return get_search_space(spec.search_space, **spec.search_space_kwargs())
+def check_artefact(spec: JobSpec, artefact: dict[str, Any] | None) -> None:
+    """Refuse to evaluate with another supernet than the job was submitted with (the file changed since)."""
+    stored = (artefact or {}).get("supernet") or {}
+    if stored.get("sha256"):
+        now = supernet_ref(spec)
+        if now.get("sha256") != stored["sha256"]:
+            raise InputError("supernet.path", f"the supernet differs from the one the job was submitted with "
+                             f"({supernet_id(now)} != {supernet_id(stored)})")
 
 
 class Worker:
@@ -78,11 +90,11 @@ class Worker:
 
     def __init__(self, settings: Settings, *, worker_id: str | None = None, check: bool = True) -> None:
         self.settings = settings
-        for mod in settings.plugins:  # user modules registering evaluators etc.
+        for mod in settings.worker_plugins:  # user modules registering evaluators etc.
             try:
                 importlib.import_module(mod)
             except ImportError as e:
-                raise ValueError(f"MSUNAS_WORKER_PLUGINS: cannot import {mod!r}: {e}") from None
+                raise InputError("MSUNAS_WORKER_PLUGINS", f"cannot import {mod!r}: {e}") from None
         self.db = Database(settings.db_url)
         if check:
             check_schema(self.db)
@@ -149,14 +161,12 @@ class Worker:
         return False
 
     # ------------------------------------------------------------------------------------------------ task
-    def _evaluator(self, job_id: int, spec_dict: dict[str, Any]) -> Any:
-        ev = self._evaluators.get(job_id)
+    def _evaluator(self, claim: repo.TaskClaim) -> Evaluator:
+        ev = self._evaluators.get(claim.job_id)
         if ev is None:
-            from search.evaluator import get_evaluator
-            from search.spec import load_spec
-
-            ev = get_evaluator(load_spec(spec_dict))
-            self._evaluators[job_id] = ev
+            check_artefact(claim.spec, claim.artefact)
+            ev = get_evaluator(claim.spec)
+            self._evaluators[claim.job_id] = ev
         return ev
 
     def run_task(self, claim: repo.TaskClaim) -> None:
@@ -164,7 +174,7 @@ class Worker:
         lease = self.settings.lease_seconds
         with _Heartbeat(lambda: repo.heartbeat_task(self.db, claim, lease), lease) as hb:
             try:
-                result = self._evaluator(claim.job_id, claim.spec).evaluate(claim.config).to_dict()
+                result = self._evaluator(claim).evaluate(claim.config).to_dict()
             except Exception as e:  # noqa: BLE001 - the evaluator could not even be built: a failed candidate
                 result = {
                     "config": claim.config,
@@ -219,13 +229,9 @@ class Worker:
             self._engines.pop(claim.job_id, None)
 
     def _step(self, claim: repo.StepClaim) -> bool:
-        from search.engine import make_engine
-        from search.evaluator import EvalResult
-        from search.spec import load_spec
-
         inp = repo.load_step_input(self.db, claim)
-        spec = load_spec(inp.spec)
-        space = _space(spec)
+        spec = inp.spec
+        space = get_search_space(spec.search_space, **spec.search_space_kwargs())
         latest = -1 if inp.latest_k is None else inp.latest_k
         need_tell = inp.cur_iteration > latest
         task_keys = [t.key for t in inp.tasks]
@@ -290,10 +296,9 @@ class Worker:
 
 def run_worker(settings: Settings, *, worker_id: str | None = None, max_idle_seconds: float | None = None,
                install_signals: bool = True) -> Worker:
-    """Entry point of one worker process (``msunas worker``)."""
-    threads = os.environ.get("MSUNAS_WORKER_THREADS", "1")  # one evaluation per process: no oversubscription
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
+    """Entry point of one worker process (``msunas worker``): one evaluation at a time with
+    ``settings.worker_threads`` torch threads and single-threaded BLAS (no oversubscription)."""
+    configure_threads(settings.worker_threads)
     w = Worker(settings, worker_id=worker_id)
     if install_signals:
         w.install_signal_handlers()
@@ -310,10 +315,8 @@ def _child(settings: Settings, idx: int, max_idle_seconds: float | None) -> None
 
 def run_workers(settings: Settings, concurrency: int, *, max_idle_seconds: float | None = None) -> int:
     """Run ``concurrency`` worker processes and forward SIGTERM/SIGINT to them; returns the worst exit code."""
-    import multiprocessing as mp
-
     if concurrency < 1:
-        raise ValueError("concurrency: must be >= 1")
+        raise InputError("concurrency", "must be >= 1")
     if concurrency == 1:
         run_worker(settings, max_idle_seconds=max_idle_seconds)
         return 0

@@ -83,10 +83,10 @@ def stage_widths(width_mult: float) -> list[int]:
 def check_width(width_mult: Any) -> float:
     """Return ``width_mult`` as a float or raise ``ValueError`` naming the allowed values."""
     if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float, np.integer, np.floating)):
-        raise ValueError(f"width_mult: expected one of {list(WIDTHS)}, got {width_mult!r}")
+        raise InputError("width_mult", f"expected one of {list(WIDTHS)}, got {width_mult!r}")
     w = float(width_mult)
     if w not in WIDTHS:
-        raise ValueError(f"width_mult: expected one of {list(WIDTHS)}, got {width_mult!r}")
+        raise InputError("width_mult", f"expected one of {list(WIDTHS)}, got {width_mult!r}")
     return w
 
 
@@ -94,7 +94,7 @@ def resolution_grid(lr: int, ur: int) -> list[int]:
     """The allowed input resolutions ``lr, lr+4, ..., ur``; raises ``ValueError`` on a bad range."""
     for name, v in (("lr", lr), ("ur", ur)):
         if not _is_int(v):
-            raise ValueError(f"resolution: {name} must be an integer, got {v!r}")
+            raise InputError("resolution", f"{name} must be an integer, got {v!r}")
     if lr < MIN_RESOLUTION or ur < lr or ur > MAX_RESOLUTION or (ur - lr) % RES_STEP:
         raise InputError(
             "resolution",
@@ -111,13 +111,13 @@ def _is_int(v: Any) -> bool:
 def _int_list(config: Mapping[str, Any], field: str, allowed: Sequence[int]) -> list[int]:
     v = config.get(field)
     if not isinstance(v, (list, tuple, np.ndarray)):
-        raise ValueError(f"{field}: expected a list of integers from {list(allowed)}, got {type(v).__name__}")
+        raise InputError(f"{field}", f"expected a list of integers from {list(allowed)}, got {type(v).__name__}")
     out = []
     for i, x in enumerate(v):
         if not _is_int(x):
-            raise ValueError(f"{field}[{i}]: expected an integer from {list(allowed)}, got {x!r}")
+            raise InputError(f"{field}[{i}]", f"expected an integer from {list(allowed)}, got {x!r}")
         if int(x) not in allowed:
-            raise ValueError(f"{field}[{i}]: {int(x)} is not one of {list(allowed)}")
+            raise InputError(f"{field}[{i}]", f"{int(x)} is not one of {list(allowed)}")
         out.append(int(x))
     return out
 
@@ -129,35 +129,36 @@ def normalize_backbone(config: Mapping[str, Any], resolutions: Sequence[int] | N
     values for wrong lengths, values outside the sets, a resolution off ``resolutions`` and wrong types.
     """
     if not isinstance(config, Mapping):
-        raise ValueError(f"config: expected a mapping with keys ks, e, d, r; got {type(config).__name__}")
+        raise InputError("config", f"expected a mapping with keys ks, e, d, r; got {type(config).__name__}")
     for field in ("ks", "e", "d", "r"):
         if field not in config:
-            raise ValueError(f"{field}: missing (a config needs ks, e, d and r)")
+            raise InputError(f"{field}", "missing (a config needs ks, e, d and r)")
     d = _int_list(config, "d", DEPTHS)
     if len(d) != N_STAGES:
-        raise ValueError(f"d: expected {N_STAGES} stage depths from {list(DEPTHS)}, got {len(d)}")
+        raise InputError("d", f"expected {N_STAGES} stage depths from {list(DEPTHS)}, got {len(d)}")
     ks = _int_list(config, "ks", KERNELS)
     e = _int_list(config, "e", EXPANDS)
     n_active = sum(d)
     for field, vals in (("ks", ks), ("e", e)):
         if len(vals) not in (N_SLOTS, n_active):
-            raise ValueError(
-                f"{field}: expected {N_SLOTS} values (per slot) or sum(d)={n_active} (compact), got {len(vals)}"
+            raise InputError(
+                f"{field}",
+                f"expected {N_SLOTS} values (per slot) or sum(d)={n_active} (compact), got {len(vals)}"
             )
     if len(ks) != len(e):
-        raise ValueError(f"e: expected as many values as ks ({len(ks)}), got {len(e)}")
+        raise InputError("e", f"expected as many values as ks ({len(ks)}), got {len(e)}")
     ks, e = _to_slots(ks, d), _to_slots(e, d)
     r = config["r"]
     if isinstance(r, (list, tuple)) and len(r) == 1:
         r = r[0]
     if not _is_int(r):
-        raise ValueError(f"r: expected an integer resolution, got {r!r}")
+        raise InputError("r", f"expected an integer resolution, got {r!r}")
     r = int(r)
     if resolutions is not None and r not in resolutions:
         lo, hi = min(resolutions), max(resolutions)
-        raise ValueError(f"r: {r} is not on the resolution grid {lo}..{hi} step {RES_STEP}")
+        raise InputError("r", f"{r} is not on the resolution grid {lo}..{hi} step {RES_STEP}")
     if resolutions is None and r < MIN_RESOLUTION:
-        raise ValueError(f"r: expected >= {MIN_RESOLUTION}, got {r}")
+        raise InputError("r", f"expected >= {MIN_RESOLUTION}, got {r}")
     return {"ks": ks, "e": e, "d": d, "r": r}
 
 
@@ -226,7 +227,7 @@ def decode_backbone(x: Sequence[int], resolutions: Sequence[int]) -> Config:
 
 def _check_gene(g: int, choices: Sequence[Any], pos: int) -> None:
     if not 0 <= g < len(choices):
-        raise ValueError(f"genome[{pos}]: index {g} outside 0..{len(choices) - 1}")
+        raise InputError(f"genome[{pos}]", f"index {g} outside 0..{len(choices) - 1}")
 
 
 def to_block_strings(config: Mapping[str, Any], width_mult: float = 1.0) -> list[list[str]]:
@@ -255,17 +256,18 @@ _BLOCK_RE = re.compile(
 def from_block_strings(blocks: Any, r: int) -> tuple[Config, float]:
     """Parse block strings back to ``(config, width_mult)``; ``r`` is the input resolution (not in strings)."""
     if not isinstance(blocks, (list, tuple)) or len(blocks) != N_STAGES + 2:
-        raise ValueError(f"blocks: expected {N_STAGES + 2} stages ([ds], 5 searchable stages, [cn])")
+        raise InputError("blocks", f"expected {N_STAGES + 2} stages ([ds], 5 searchable stages, [cn])")
     parsed = []
     for si, stage in enumerate(blocks):
         if not isinstance(stage, (list, tuple)) or not stage:
-            raise ValueError(f"blocks[{si}]: expected a non-empty list of block strings")
+            raise InputError(f"blocks[{si}]", "expected a non-empty list of block strings")
         rows = []
         for bi, b in enumerate(stage):
             m = _BLOCK_RE.match(b) if isinstance(b, str) else None
             if m is None:
-                raise ValueError(
-                    f"blocks[{si}][{bi}]: {b!r} does not match ir_r<R>_k<K>_s<S>_e<E>_c<C>[_se0.25][_nre]"
+                raise InputError(
+                    f"blocks[{si}][{bi}]",
+                    f"{b!r} does not match ir_r<R>_k<K>_s<S>_e<E>_c<C>[_se0.25][_nre]"
                 )
             rows.append(m)
         parsed.append(rows)
@@ -274,10 +276,10 @@ def from_block_strings(blocks: Any, r: int) -> tuple[Config, float]:
         if int(parsed[0][0]["c"]) == stage_widths(cand)[1] and int(parsed[-1][0]["c"]) == stage_widths(cand)[7]:
             width = cand
     if width is None:
-        raise ValueError("blocks: channel counts match neither width 1.0 nor 1.2")
+        raise InputError("blocks", "channel counts match neither width 1.0 nor 1.2")
     w = stage_widths(width)
     if parsed[0][0]["t"] != "ds" or parsed[-1][0]["t"] != "cn":
-        raise ValueError("blocks: the first stage must be the ds block and the last the cn block")
+        raise InputError("blocks", "the first stage must be the ds block and the last the cn block")
     ks: list[int] = []
     e: list[int] = []
     d: list[int] = []
@@ -286,23 +288,23 @@ def from_block_strings(blocks: Any, r: int) -> tuple[Config, float]:
         for bi, m in enumerate(parsed[1 + s]):
             where = f"blocks[{s + 1}][{bi}]"
             if m["t"] != "ir":
-                raise ValueError(f"{where}: expected an ir block, got {m['t']}")
+                raise InputError(f"{where}", f"expected an ir block, got {m['t']}")
             if int(m["c"]) != w[2 + s]:
-                raise ValueError(f"{where}: expected c{w[2 + s]} for width {width}, got c{m['c']}")
+                raise InputError(f"{where}", f"expected c{w[2 + s]} for width {width}, got c{m['c']}")
             k, ev = int(m["k"]), float(m["e"] or 0)
             if k not in KERNELS:
-                raise ValueError(f"{where}: kernel {k} is not one of {list(KERNELS)}")
+                raise InputError(f"{where}", f"kernel {k} is not one of {list(KERNELS)}")
             if ev not in EXPANDS:
-                raise ValueError(f"{where}: expand {m['e']} is not one of {list(EXPANDS)}")
+                raise InputError(f"{where}", f"expand {m['e']} is not one of {list(EXPANDS)}")
             if bool(m["se"]) != STAGE_SE[s] or bool(m["nre"]) != STAGE_RELU[s]:
-                raise ValueError(f"{where}: SE/activation do not match stage {s + 1} of MobileNetV3")
+                raise InputError(f"{where}", f"SE/activation do not match stage {s + 1} of MobileNetV3")
             for rep in range(int(m["r"])):
                 want_stride = STAGE_STRIDES[s] if not layers else 1
                 if rep == 0 and int(m["s"]) != want_stride:
-                    raise ValueError(f"{where}: expected stride {want_stride}, got {m['s']}")
+                    raise InputError(f"{where}", f"expected stride {want_stride}, got {m['s']}")
                 layers.append((k, int(ev)))
         if len(layers) not in DEPTHS:
-            raise ValueError(f"blocks[{s + 1}]: {len(layers)} layers, expected one of {list(DEPTHS)}")
+            raise InputError(f"blocks[{s + 1}]", f"{len(layers)} layers, expected one of {list(DEPTHS)}")
         d.append(len(layers))
         ks += [k for k, _ in layers]
         e += [v for _, v in layers]

@@ -75,6 +75,7 @@ from supernets.codec import (
     normalize_backbone,
     stage_widths,
 )
+from supernets.errors import InputError
 
 METRICS: tuple[str, ...] = ("params", "macs", "activations", "peak_activation")
 SE_REDUCTION = 4
@@ -214,7 +215,7 @@ def _tables(width_mult: float, n_classes: int) -> _Tables:
 
 def _check_n_classes(n_classes: Any) -> int:
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes: expected a positive integer, got {n_classes!r}")
+        raise InputError("n_classes", f"expected a positive integer, got {n_classes!r}")
     return int(n_classes)
 
 
@@ -230,7 +231,7 @@ def _lookup(a: np.ndarray, allowed: Sequence[int], field: str) -> np.ndarray:
             return idx
         bad = idx < 0
     i = tuple(np.argwhere(bad)[0])
-    raise ValueError(f"{field}[{']['.join(map(str, i))}]: {a[i]} is not one of {list(allowed)}")
+    raise InputError(f"{field}[{']['.join(map(str, i))}]", f"{a[i]} is not one of {list(allowed)}")
 
 
 def _as_arrays(configs: Any) -> dict[str, np.ndarray]:
@@ -242,22 +243,23 @@ def _as_arrays(configs: Any) -> dict[str, np.ndarray]:
         for f, shape in (("ks", (N_SLOTS,)), ("e", (N_SLOTS,)), ("d", (N_STAGES,)), ("r", ())):
             a = np.asarray(configs[f])
             if a.dtype.kind not in "iu":
-                raise ValueError(f"{f}: expected an integer array, got dtype {a.dtype}")
+                raise InputError(f"{f}", f"expected an integer array, got dtype {a.dtype}")
             if a.shape[1:] != shape:
                 want = f"(N, {shape[0]})" if shape else "(N,)"
-                raise ValueError(f"{f}: expected shape {want}, got {a.shape}")
+                raise InputError(f"{f}", f"expected shape {want}, got {a.shape}")
             arrs[f] = a.astype(np.int64, copy=False)
         n = len(arrs["r"])
         for f in ("ks", "e", "d"):
             if len(arrs[f]) != n:
-                raise ValueError(f"{f}: expected {n} rows (as many as r), got {len(arrs[f])}")
+                raise InputError(f"{f}", f"expected {n} rows (as many as r), got {len(arrs[f])}")
         if n and arrs["r"].min() < MIN_RESOLUTION:
             i = int(np.argmin(arrs["r"]))
-            raise ValueError(f"r[{i}]: expected >= {MIN_RESOLUTION}, got {arrs['r'][i]}")
+            raise InputError(f"r[{i}]", f"expected >= {MIN_RESOLUTION}, got {arrs['r'][i]}")
         return arrs
     if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence):
-        raise ValueError(
-            f"configs: expected a list of config dicts or a dict of arrays (ks, e, d, r), got {type(configs).__name__}"
+        raise InputError(
+            "configs",
+            f"expected a list of config dicts or a dict of arrays (ks, e, d, r), got {type(configs).__name__}"
         )
     return backbone_arrays([normalize_backbone(c) for c in configs])
 

@@ -31,8 +31,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.io
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms as T
+
+from supernets.errors import InputError
 
 SPLIT_SEED = 0x5EED
 DIGITS_TEST = 297
@@ -175,8 +182,6 @@ class FolderImages:
         limit: int | None = None,
         num_workers: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from torch.utils.data import DataLoader, Subset
-
         order = _order(len(self), limit, shuffle, generator)
         ds = _FolderDataset(self.samples, _folder_transform(r, augment, self.center_crop))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if augment else 0
@@ -198,8 +203,6 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def _folder_transform(r: int, augment: bool, center_crop: bool) -> Any:
-    from torchvision import transforms as T
-
     if augment:
         tf = [T.RandomResizedCrop(r, scale=(0.35, 1.0)) if center_crop else T.Resize((r, r)), T.RandomHorizontalFlip()]
     elif center_crop:
@@ -217,8 +220,6 @@ class _FolderDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         path, y = self.samples[i]
         with Image.open(path) as im:
             return self.transform(im.convert("RGB")), y
@@ -285,8 +286,6 @@ def read_cifar(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarr
 
 def read_svhn(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """SVHN format-2 arrays from ``{split}_32x32.mat`` (label 10 -> 0)."""
-    import scipy.io
-
     p = root / f"{split}_32x32.mat"
     if not p.is_file():
         raise _bad("svhn", p, "file not found")
@@ -322,8 +321,6 @@ def read_folder(name: str, folder: Path) -> FolderImages:
 
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits as uint8 (1797, 1, 8, 8) in 0..255 and labels."""
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     x = np.clip(np.round(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
     return x, d.target.astype(np.int64)
@@ -338,12 +335,34 @@ def default_vld_size(n_train: int) -> int:
 def split_train(n: int, vld_size: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices) of ``n`` training images; fixed seed, so every run agrees."""
     if vld_size >= n:
-        raise ValueError(
-            f"dataset.vld_size: {vld_size} leaves no training images ({name} has {n} training images; "
+        raise InputError(
+            "dataset.vld_size",
+            f"{vld_size} leaves no training images ({name} has {n} training images; "
             f"use at most {n - 1}, e.g. {default_vld_size(n)})"
         )
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     return np.sort(perm[vld_size:]), np.sort(perm[:vld_size])
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def class_names(name: str, root: str | Path | None = None) -> list[str] | None:
+    """The class names of a dataset in label order, when known without loading it (None otherwise)."""
+    if name in ("digits", "svhn"):
+        return [str(i) for i in range(10)]
+    if name in ("cifar10", "cinic10"):
+        return list(CIFAR10_CLASSES)
+    if name == "cifar100" and root is not None:
+        for meta in (Path(root) / "cifar-100-python" / "meta", Path(root) / "meta"):
+            if meta.is_file():
+                d = _unpickle(name, meta)
+                names = d.get(b"fine_label_names")
+                return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names else None
+        return None
+    if root is not None and Path(root, "train").is_dir():
+        return sorted(d.name for d in Path(root, "train").iterdir() if d.is_dir()) or None
+    return None
 
 
 def load_dataset(name: str, root: str | Path | None = None, vld_size: int | None = None) -> DatasetSplits:
@@ -353,7 +372,7 @@ def load_dataset(name: str, root: str | Path | None = None, vld_size: int | None
     layout when the data is missing or malformed.
     """
     if name not in LAYOUTS:
-        raise ValueError(f"dataset.name: {name!r} is not one of {sorted(LAYOUTS)}")
+        raise InputError("dataset.name", f"{name!r} is not one of {sorted(LAYOUTS)}")
     test: TensorImages | FolderImages | None
     if name == "digits":
         x, y = read_digits()
@@ -363,7 +382,8 @@ def load_dataset(name: str, root: str | Path | None = None, vld_size: int | None
         test = TensorImages(torch.from_numpy(x[te]), torch.from_numpy(y[te]), flip=False, pad=1)
         return _carve(name, full, test, vld_size)
     if root is None:
-        raise ValueError(f"dataset.root: dataset {name!r} needs a local root folder; expected layout: {LAYOUTS[name]}")
+        raise InputError("dataset.root",
+                         f"dataset {name!r} needs a local root folder; expected layout: {LAYOUTS[name]}")
     rootp = Path(root).expanduser()
     if not rootp.is_dir():
         raise _bad(name, rootp, "root folder not found")

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 import torch.nn as nn
 
 from supernets import codec
+from supernets.errors import InputError
 from supernets.ofa_supernet import build_static, extract_subnet, head_classes, net_width, subnet_net_config
 
 FORMATS = ("onnx", "torch")
@@ -50,8 +53,19 @@ def save_atomic(payload: Mapping[str, Any], path: Path) -> None:
             tmp.unlink()
 
 
-def export_onnx(net: nn.Module, r: int, out: str | Path, *, opset: int = 17, check: bool = True) -> dict[str, Any]:
-    """Write ``net`` as ONNX for ``r x r`` inputs; with ``check`` compare onnxruntime with PyTorch (<= 1e-4)."""
+def set_onnx_metadata(path: str | Path, props: Mapping[str, str]) -> None:
+    """Add ``props`` to an ONNX file's ``metadata_props`` (existing keys are replaced)."""
+    model = onnx.load(str(path))
+    merged = {p.key: p.value for p in model.metadata_props}
+    merged.update({str(k): str(v) for k, v in props.items()})
+    onnx.helper.set_model_props(model, merged)
+    onnx.save(model, str(path))
+
+
+def export_onnx(net: nn.Module, r: int, out: str | Path, *, opset: int = 17, check: bool = True,
+                metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write ``net`` as ONNX for ``r x r`` inputs (``metadata`` into its ``metadata_props``); with ``check``
+    compare onnxruntime with PyTorch (<= 1e-4)."""
     path = Path(out).expanduser()
     tmp = temp_beside(path)
     net = net.eval().float().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
@@ -69,6 +83,8 @@ def export_onnx(net: nn.Module, r: int, out: str | Path, *, opset: int = 17, che
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 dynamo=False,
             )
+        if metadata:
+            set_onnx_metadata(tmp, metadata)
         info: dict[str, Any] = {"format": "onnx", "path": str(path), "opset": opset, "input_shape": [1, 3, r, r]}
         if check:
             diff, scale = onnx_parity(net, tmp, r)
@@ -87,8 +103,6 @@ def export_onnx(net: nn.Module, r: int, out: str | Path, *, opset: int = 17, che
 
 def onnx_parity(net: nn.Module, onnx_path: str | Path, r: int, *, batch: int = 4, seed: int = 0) -> tuple[float, float]:
     """(max |onnxruntime - PyTorch|, max |PyTorch logit|) over random inputs (batch 1 and ``batch``)."""
-    import onnxruntime as ort
-
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(seed)
     worst, scale = 0.0, 0.0
@@ -113,8 +127,9 @@ def export_torch(
     width_mult: float,
     n_classes: int,
     metrics: Mapping[str, float] | None = None,
+    artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the self-contained checkpoint described in the module docstring."""
+    """Write the self-contained checkpoint described in the module docstring (``artefact``: what it is)."""
     path = Path(out).expanduser()
     payload = {
         "format": "msunas-subnet",
@@ -124,6 +139,7 @@ def export_torch(
         "net_config": dict(net_config),
         "state_dict": net.state_dict(),
         "metrics": dict(metrics or {}),
+        "artefact": dict(artefact or {}),
     }
     save_atomic(payload, path)
     return {"format": "torch", "path": str(path)}
@@ -133,10 +149,10 @@ def load_torch_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild (network in eval mode, config) from a ``torch`` export file."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ValueError(f"export: no such file {p}")
+        raise InputError("export", f"no such file {p}")
     ck = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or ck.get("format") != "msunas-subnet":
-        raise ValueError(f"export: {p} is not an msunas subnet checkpoint")
+        raise InputError("export", f"{p} is not an msunas subnet checkpoint")
     net = build_static(ck["net_config"])
     net.load_state_dict(ck["state_dict"])
     return net.eval(), ck["config"]
@@ -150,20 +166,23 @@ def export_subnet(
     *,
     net: nn.Module | None = None,
     metrics: Mapping[str, float] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export ``config`` from ``supernet`` as ``fmt`` (``onnx`` or ``torch``) to ``out``.
 
     ``net``: an already prepared (BN-recalibrated / fine-tuned) subnet of ``config`` to write instead of the plain
-    extraction. Returns a summary (path, format, and for ONNX the measured parity).
+    extraction; ``metadata``: ONNX ``metadata_props``; ``artefact``: what the network is (torch payload).
+    Returns a summary (path, format, and for ONNX the measured parity).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
+        raise InputError("format", f"expected one of {list(FORMATS)}, got {fmt!r}")
     cfg = codec.normalize_backbone(config)
     if net is None:
         net = extract_subnet(supernet, cfg)
     net = net.eval()
     if fmt == "onnx":
-        info = export_onnx(net, int(cfg["r"]), out)
+        info = export_onnx(net, int(cfg["r"]), out, metadata=metadata)
     else:
         info = export_torch(
             net,
@@ -173,6 +192,7 @@ def export_subnet(
             width_mult=net_width(supernet),
             n_classes=head_classes(supernet),
             metrics=metrics,
+            artefact=artefact,
         )
     info["config"] = cfg
     return info

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from supernets.errors import InputError
 from supernets.ofa_supernet import bn_modules
 
 
@@ -183,5 +184,5 @@ def validate(
         c5 += int(hit.any(dim=1).sum())
         n += int(y.shape[0])
     if n == 0:
-        raise ValueError("validate: no validation images")
+        raise InputError("validate", "no validation images")
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "loss": loss / n, "n_valid": float(n)}

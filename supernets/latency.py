@@ -47,6 +47,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+import torch
+import yaml
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.utils.layers import ConvLayer, IdentityLayer, LinearLayer, MBConvLayer, ResidualBlock
+from ofa.utils.pytorch_modules import MyGlobalAvgPool2d
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from supernets.codec import (
     EXPANDS,
@@ -63,6 +77,8 @@ from supernets.codec import (
     stage_widths,
 )
 from supernets.cost import conv_out, mid_channels
+from supernets.errors import InputError
+from supernets.spaces import get_search_space
 
 DEVICES: tuple[str, ...] = ("onnxruntime-cpu", "torch-cpu", "torch-cuda")
 CLOCKS: tuple[str, ...] = ("wall", "cpu")
@@ -123,9 +139,6 @@ class Block:
 
     def build(self) -> Any:
         """The block as a standalone torch module (once-for-all's layers, random weights, eval mode)."""
-        from ofa.utils.layers import ConvLayer, IdentityLayer, LinearLayer, MBConvLayer, ResidualBlock
-        from ofa.utils.pytorch_modules import MyGlobalAvgPool2d
-
         if self.kind == "stem":
             m = ConvLayer(3, self.c_out, kernel_size=3, stride=2, act_func="h_swish")
         elif self.kind == "mbconv":
@@ -158,7 +171,7 @@ class Block:
 
 def _check_n_classes(n_classes: Any) -> int:
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes: expected a positive integer, got {n_classes!r}")
+        raise InputError("n_classes", f"expected a positive integer, got {n_classes!r}")
     return int(n_classes)
 
 
@@ -270,20 +283,19 @@ class Runtime:
     def __init__(self, device: str, threads: int = 1, batch_size: int = 1, clock: str = "wall",
                  statistic: str = "median") -> None:
         if device not in DEVICES:
-            raise ValueError(f"device: expected one of {list(DEVICES)}, got {device!r}")
+            raise InputError("device", f"expected one of {list(DEVICES)}, got {device!r}")
         if clock not in CLOCKS:
-            raise ValueError(f"clock: expected one of {list(CLOCKS)}, got {clock!r}")
+            raise InputError("clock", f"expected one of {list(CLOCKS)}, got {clock!r}")
         if statistic not in STATISTICS:
-            raise ValueError(f"statistic: expected one of {list(STATISTICS)}, got {statistic!r}")
+            raise InputError("statistic", f"expected one of {list(STATISTICS)}, got {statistic!r}")
         if clock == "cpu" and (threads != 1 or device == "torch-cuda"):
-            raise ValueError("clock: 'cpu' (thread CPU time) needs threads=1 and a CPU device")
+            raise InputError("clock", "'cpu' (thread CPU time) needs threads=1 and a CPU device")
         for name, v in (("threads", threads), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        import torch
+                raise InputError(f"{name}", f"expected a positive integer, got {v!r}")
 
         if device == "torch-cuda" and not torch.cuda.is_available():
-            raise ValueError("device torch-cuda: CUDA is not available on this machine (no GPU or no CUDA torch)")
+            raise InputError("device", "torch-cuda: CUDA is not available on this machine (no GPU or no CUDA torch)")
         self.device, self.threads, self.batch_size, self.clock = device, threads, batch_size, clock
         self.statistic = statistic
         if device.startswith("torch"):  # ORT sessions get their own thread count
@@ -291,8 +303,6 @@ class Runtime:
 
     def info(self) -> dict[str, Any]:
         """Runtime name and versions (recorded in the table)."""
-        import torch
-
         out: dict[str, Any] = {"device": self.device, "clock": self.clock, "statistic": self.statistic,
                                "torch": torch.__version__}
         if self.device == "onnxruntime-cpu":
@@ -311,8 +321,6 @@ class Runtime:
 
     def runner(self, module: Any, input_shape: Sequence[int]) -> Callable[[], None]:
         """A callable running ``module`` once on a fixed random input on this runtime (ONNX export done here)."""
-        import torch
-
         x = torch.rand(*input_shape)
         module = module.eval()
         if self.device == "onnxruntime-cpu":
@@ -351,9 +359,6 @@ class Runtime:
         }
 
     def _ort_runner(self, module: Any, x: Any) -> Callable[[], None]:
-        import onnxruntime as ort
-        import torch
-
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -400,10 +405,8 @@ def measure_configs(
     With ``rounds > 1`` the configs are timed in ``rounds`` interleaved passes of ``repeat // rounds`` runs each
     and each gets the median (or min) over its passes: a burst of load on a shared machine then spoils one pass of
     many configs, not all the runs of one (rankings stay fair); all subnets stay loaded meanwhile."""
-    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
-
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= repeat:
-        raise ValueError(f"rounds: expected an integer in 1..repeat ({repeat}), got {rounds!r}")
+        raise InputError("rounds", f"expected an integer in 1..repeat ({repeat}), got {rounds!r}")
     rt = Runtime(device, threads, batch_size, clock, statistic)
     width_mult = check_width(width_mult)
     net = OFAMobileNetV3(
@@ -447,8 +450,9 @@ def runtime_of(table: LatencyTable) -> dict[str, Any]:
     meta = table.meta
     if table.style != "msunas" or meta.get("device") not in DEVICES:
         what = meta.get("format") or table.style
-        raise ValueError(
-            f"latency table: {table.source} is a foreign table ({what}: timed on another device, no recorded runtime);"
+        raise InputError(
+            "latency_table",
+            f"{table.source} is a foreign table ({what}: timed on another device, no recorded runtime);"
             " it cannot be re-measured here: build a table on this machine with `msunas lut build`"
         )
     return {
@@ -480,7 +484,7 @@ def verify_latency(
     rt = runtime_of(table)
     for name, v, lo in (("repeat", repeat, 1), ("warmup", warmup, 0)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
-            raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+            raise InputError(f"{name}", f"expected an integer >= {lo}, got {v!r}")
     configs = [normalize_backbone(c) for c in configs]
     predicted = table.predict(configs) if configs else np.zeros(0)
     measured = measure_configs(
@@ -535,7 +539,7 @@ class LatencyTable:
         source: str | None = None,
     ) -> None:
         if style not in STYLES:
-            raise ValueError(f"style: expected one of {list(STYLES)}, got {style!r}")
+            raise InputError("style", f"expected one of {list(STYLES)}, got {style!r}")
         self.style = style
         self.width_mult = check_width(width_mult)
         self.n_classes = _check_n_classes(n_classes)
@@ -560,14 +564,14 @@ class LatencyTable:
         if p.is_dir():
             files = sorted(p.glob("*_lookup_table.yaml"))
             if not files:
-                raise ValueError(f"latency table: folder {p} holds no once-for-all *_lookup_table.yaml files")
+                raise InputError("latency_table", f"folder {p} holds no once-for-all *_lookup_table.yaml files")
             return cls._load_ofa(files, width_mult, str(p))
         if not p.is_file():
             raise FileNotFoundError(f"latency table: no such file or folder: {p}")
         if p.suffix == ".json":
             return cls._load_json(p)
         if p.suffix not in (".yaml", ".yml"):
-            raise ValueError(f"latency table: {p} is neither .json (msunas) nor .yaml (NSGANetV2/once-for-all)")
+            raise InputError("latency_table", f"{p} is neither .json (msunas) nor .yaml (NSGANetV2/once-for-all)")
         data = _read_yaml(p)
         keys = list(data)
         if any(k.startswith(("expanded_conv-", "Conv-")) for k in keys):
@@ -583,7 +587,7 @@ class LatencyTable:
                 meta={"format": "nsganetv2-yaml"},
                 source=str(p),
             )
-        raise ValueError(f"latency table: {p} has neither NSGANetV2 (MBConv-...) nor once-for-all keys")
+        raise InputError("latency_table", f"{p} has neither NSGANetV2 (MBConv-...) nor once-for-all keys")
 
     @classmethod
     def _load_ofa(
@@ -601,7 +605,8 @@ class LatencyTable:
             elif stems:
                 r = int(stems[0].split(":")[1].split("x")[0])
             else:
-                raise ValueError(f"latency table: cannot tell the resolution of {f} (no {{r}}_ prefix, no Conv entry)")
+                raise InputError("latency_table",
+                                 f"cannot tell the resolution of {f} (no {{r}}_ prefix, no Conv entry)")
             per_r[r] = {k: float(_entry_mean(v, k, f)) for k, v in d.items()}
             stem_c.update(int(k.rsplit("x", 1)[1]) for k in stems)
             n_classes.add(_classes_from(list(d), "Logits-input:"))
@@ -622,9 +627,9 @@ class LatencyTable:
         try:
             d = json.loads(p.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"latency table: {p} is not valid JSON: {e.msg} (line {e.lineno})") from None
+            raise InputError("latency_table", f"{p} is not valid JSON: {e.msg} (line {e.lineno})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ValueError(f"latency table: {p} is not an msunas table (format {FORMAT})")
+            raise InputError("latency_table", f"{p} is not an msunas table (format {FORMAT})")
         meta = {k: v for k, v in d.items() if k not in ("entries", "correction")}
         entries = {k: float(v["ms"]) for k, v in d.get("entries", {}).items()}
         t = cls(
@@ -642,7 +647,7 @@ class LatencyTable:
     def to_dict(self) -> dict[str, Any]:
         """The msunas JSON form (only for msunas-style tables)."""
         if self.style != "msunas":
-            raise ValueError(f"latency table: a {self.style} table is read-only (import it, do not save it)")
+            raise InputError("latency_table", f"a {self.style} table is read-only (import it, do not save it)")
         entries = {k: self.raw_entries.get(k, {"ms": v}) for k, v in self.entries.items()}
         return {
             **self.meta,
@@ -668,7 +673,7 @@ class LatencyTable:
             table = self.per_resolution.get(r)
             if table is None:
                 have = sorted(self.per_resolution)
-                raise ValueError(f"r: {r} has no once-for-all table (resolutions {have})")
+                raise InputError("r", f"{r} has no once-for-all table (resolutions {have})")
         else:
             table = self.entries
         style = self.style
@@ -724,7 +729,7 @@ class LatencyTable:
         per = [self._per_r(int(x)) for x in r_u]
         for x, p in zip(r_u, per, strict=True):
             if p[2]:
-                raise ValueError(f"latency table: no entry for block {p[2][0]} (needed at r={x})")
+                raise InputError("latency_table", f"no entry for block {p[2][0]} (needed at r={x})")
         n_rows = N_SLOTS * N_CHOICES + 1
         rows = np.concatenate([p[0] for p in per])
         idx = np.where(choice < 0, n_rows - 1, choice) + (r_inv * n_rows)[:, None]
@@ -733,7 +738,7 @@ class LatencyTable:
             i, j = np.argwhere(np.isnan(vals))[0]
             widths, h = stage_widths(self.width_mult), _sides(int(r[i]))
             b = _slot_block(widths, h, int(j), int(ks[i, j]), int(e[i, j]))
-            raise ValueError(f"latency table: no entry for block {b.key(self.style)} (needed at r={int(r[i])})")
+            raise InputError("latency_table", f"no entry for block {b.key(self.style)} (needed at r={int(r[i])})")
         return vals.sum(axis=1) + np.array([p[1] for p in per])[r_inv]
 
     def predict(self, configs: Any, *, raw: bool = False) -> np.ndarray:
@@ -769,11 +774,11 @@ class LatencyTable:
         per-layer term is kept only when it is positive and the scale stays positive."""
         x, y = np.asarray(lut_ms, dtype=float), np.asarray(measured_ms, dtype=float)
         if len(x) < 2:
-            raise ValueError("correction: needs at least 2 end-to-end measurements")
+            raise InputError("correction", "needs at least 2 end-to-end measurements")
         per_layer = 0.0
         n_l = None if layers is None else np.asarray(layers, dtype=float)
         if n_l is not None and len(n_l) != len(x):
-            raise ValueError(f"layers: expected {len(x)} layer counts, got {len(n_l)}")
+            raise InputError("layers", f"expected {len(x)} layer counts, got {len(n_l)}")
         if n_l is not None and len(x) >= 6 and np.ptp(n_l) > 0 and np.ptp(x) > 0:
             (scale, per_layer, offset), *_ = np.linalg.lstsq(np.c_[x, n_l, np.ones_like(x)], y, rcond=None)
             if scale <= 0 or per_layer <= 0:
@@ -810,24 +815,22 @@ def _arrays(configs: Any) -> dict[str, np.ndarray]:
     if isinstance(configs, Mapping):
         return {k: np.asarray(configs[k], dtype=np.int64) for k in ("ks", "e", "d", "r")}
     if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence):
-        raise ValueError(f"configs: expected a list of config dicts, got {type(configs).__name__}")
+        raise InputError("configs", f"expected a list of config dicts, got {type(configs).__name__}")
     return backbone_arrays([normalize_backbone(c) for c in configs])
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:
-    import yaml
-
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with p.open() as fh:
         data = yaml.load(fh, Loader=loader)
     if not isinstance(data, dict):
-        raise ValueError(f"latency table: {p} is not a YAML mapping of layer keys")
+        raise InputError("latency_table", f"{p} is not a YAML mapping of layer keys")
     return data
 
 
 def _entry_mean(v: Any, key: str, p: Path) -> float:
     if not isinstance(v, Mapping) or "mean" not in v:
-        raise ValueError(f"latency table: entry {key!r} of {p} has no 'mean'")
+        raise InputError("latency_table", f"entry {key!r} of {p} has no 'mean'")
     return float(v["mean"])
 
 
@@ -871,12 +874,12 @@ def build_table(
     n_classes = _check_n_classes(n_classes)
     for name, v in (("repeat", repeat), ("warmup", warmup), ("calibrate", calibrate)):
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "repeat" else 0):
-            raise ValueError(f"{name}: expected an integer >= {1 if name == 'repeat' else 0}, got {v!r}")
+            raise InputError(f"{name}", f"expected an integer >= {1 if name == 'repeat' else 0}, got {v!r}")
     if not resolutions:
-        raise ValueError("resolutions: expected at least one resolution")
+        raise InputError("resolutions", "expected at least one resolution")
     res_list = sorted(set(int(r) for r in resolutions))
     if res_list[0] < 32:
-        raise ValueError(f"resolutions: expected >= 32, got {res_list[0]}")
+        raise InputError("resolutions", f"expected >= 32, got {res_list[0]}")
     rt = Runtime(device, threads, batch_size, clock, statistic)
     settings: dict[str, Any] = {
         "clock": clock,
@@ -894,7 +897,7 @@ def build_table(
         old = {k: table.meta.get(k, getattr(table, k, defaults.get(k))) for k in settings}
         for k, v in settings.items():
             if old[k] != v:
-                raise ValueError(f"{k}: {path} was built with {k}={old[k]!r}, not {v!r} (use another --out)")
+                raise InputError(f"{k}", f"{path} was built with {k}={old[k]!r}, not {v!r} (use another --out)")
         res_list = sorted(set(res_list) | set(table.meta.get("resolutions", [])))
     else:
         table = LatencyTable(style="msunas", width_mult=width_mult, n_classes=n_classes)
@@ -945,11 +948,9 @@ def fit_correction(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Measure ``n`` random subnets end to end on the table's runtime and store the fitted correction."""
-    from supernets.spaces import get_search_space
-
     res = sorted(table.meta.get("resolutions") or [])
     if not res:
-        raise ValueError("correction: the table records no resolutions")
+        raise InputError("correction", "the table records no resolutions")
     rng = np.random.default_rng(seed)
     configs = get_search_space("mobilenetv3", lr=32, ur=32, width_mult=table.width_mult).sample(n, rng)
     for c in configs:
@@ -994,15 +995,6 @@ class _NullProgress:
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return _NullProgress()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

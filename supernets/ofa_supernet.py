@@ -27,8 +27,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.imagenet_classification.networks import MobileNetV3
 
 from supernets import codec
+from supernets.errors import InputError
 
 KS_LIST = [3, 5, 7]
 EXPAND_LIST = [3, 4, 6]
@@ -47,11 +50,9 @@ def build_supernet(
     seed: int | None = None,
 ) -> nn.Module:
     """A randomly initialised ``ofa`` OFAMobileNetV3 supernet (ks 3/5/7, e 3/4/6, d 2/3/4) for ``n_classes``."""
-    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
-
     w = codec.check_width(width_mult)
     if not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes: expected an integer >= 2, got {n_classes!r}")
+        raise InputError("n_classes", f"expected an integer >= 2, got {n_classes!r}")
     if seed is not None:
         torch.manual_seed(seed)
     return OFAMobileNetV3(
@@ -69,17 +70,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path`` (``{"state_dict": ...}``; a bare state dict is wrapped); ValueError if bad."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ValueError(f"supernet.path: no such file {p}")
+        raise InputError("supernet.path", f"no such file {p}")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise ValueError(f"supernet.path: {p} is not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        raise InputError("supernet.path", f"{p} is not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     if isinstance(obj, Mapping) and "state_dict" in obj:
         ck = dict(obj)
     elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         ck = {"state_dict": dict(obj)}
     else:
-        raise ValueError(f"supernet.path: {p} holds no 'state_dict' (expected a once-for-all supernet checkpoint)")
+        raise InputError("supernet.path", f"{p} holds no 'state_dict' (expected a once-for-all supernet checkpoint)")
     sd = ck["state_dict"]
     # checkpoints saved from DataParallel carry a "module." prefix
     if sd and all(k.startswith("module.") for k in sd):
@@ -91,11 +92,11 @@ def checkpoint_width(state_dict: Mapping[str, torch.Tensor]) -> float:
     """Width multiplier of a MobileNetV3 supernet state dict (from the stem's channels: 16 -> 1.0, 24 -> 1.2)."""
     w = state_dict.get("first_conv.conv.weight")
     if w is None:
-        raise ValueError("supernet: state dict has no first_conv.conv.weight (not an OFA MobileNetV3 supernet)")
+        raise InputError("supernet", "state dict has no first_conv.conv.weight (not an OFA MobileNetV3 supernet)")
     for wm in codec.WIDTHS:
         if codec.stage_widths(wm)[0] == w.shape[0]:
             return wm
-    raise ValueError(f"supernet: stem has {w.shape[0]} channels, not that of width 1.0 or 1.2")
+    raise InputError("supernet", f"stem has {w.shape[0]} channels, not that of width 1.0 or 1.2")
 
 
 def checkpoint_classes(state_dict: Mapping[str, torch.Tensor]) -> int:
@@ -103,7 +104,7 @@ def checkpoint_classes(state_dict: Mapping[str, torch.Tensor]) -> int:
     for k in ("classifier.linear.weight", "classifier.linear.linear.weight"):
         if k in state_dict:
             return int(state_dict[k].shape[0])
-    raise ValueError("supernet: state dict has no classifier.linear.weight")
+    raise InputError("supernet", "state dict has no classifier.linear.weight")
 
 
 def load_supernet(
@@ -121,7 +122,7 @@ def load_supernet(
     sd = ck["state_dict"]
     w = checkpoint_width(sd)
     if width_mult is not None and codec.check_width(width_mult) != w:
-        raise ValueError(f"width_mult: the job asks for {width_mult} but {path} is a width-{w} supernet")
+        raise InputError("width_mult", f"the job asks for {width_mult} but {path} is a width-{w} supernet")
     ck_classes = checkpoint_classes(sd)
     nc = ck_classes if n_classes is None else n_classes
     meta = ck.get("msunas") or {}
@@ -131,7 +132,8 @@ def load_supernet(
     try:
         net.load_state_dict(sd)
     except (AssertionError, RuntimeError, ValueError) as e:
-        raise ValueError(f"supernet.path: {path} does not fit OFAMobileNetV3 w{w}: {str(e).splitlines()[0]}") from None
+        raise InputError("supernet.path",
+                         f"{path} does not fit OFAMobileNetV3 w{w}: {str(e).splitlines()[0]}") from None
     net.msunas_meta = dict(meta, width_mult=w, n_classes=nc, source=str(path))  # type: ignore[assignment]
     return net
 
@@ -202,8 +204,6 @@ def subnet_net_config(supernet: nn.Module, config: Mapping[str, Any]) -> dict[st
 
 def build_static(net_config: Mapping[str, Any]) -> nn.Module:
     """Rebuild a static subnet from its ``ofa`` net config (random weights; load a state dict after)."""
-    from ofa.imagenet_classification.networks import MobileNetV3
-
     return MobileNetV3.build_from_config(dict(net_config))  # type: ignore[no-any-return]
 
 

@@ -106,7 +106,7 @@ class MobileNetV3Space(SearchSpace):
         if isinstance(config, Mapping):
             extra = set(config) - {"ks", "e", "d", "r"}
             if extra:
-                raise ValueError(f"{sorted(extra)[0]}: unknown field for {self.name} (fields: ks, e, d, r)")
+                raise InputError(f"{sorted(extra)[0]}", f"unknown field for {self.name} (fields: ks, e, d, r)")
         return codec.normalize_backbone(config, self.resolutions)
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
@@ -114,7 +114,7 @@ class MobileNetV3Space(SearchSpace):
 
     def decode(self, x: Sequence[int]) -> Config:
         if len(x) != self.n_var:
-            raise ValueError(f"genome: expected {self.n_var} genes for {self.name}, got {len(x)}")
+            raise InputError("genome", f"expected {self.n_var} genes for {self.name}, got {len(x)}")
         return codec.decode_backbone(x, self.resolutions)
 
     def to_block_strings(self, config: Mapping[str, Any]) -> list[list[str]]:
@@ -125,7 +125,7 @@ class MobileNetV3Space(SearchSpace):
         """Config of block strings at resolution ``r``; the strings' width must be this space's."""
         config, width = codec.from_block_strings(blocks, r)
         if width != self.width_mult:
-            raise ValueError(f"blocks: channels are those of width {width}, this space has {self.width_mult}")
+            raise InputError("blocks", f"channels are those of width {width}, this space has {self.width_mult}")
         return self.validate(config)
 
     def describe(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from supernets import codec, get_search_space
 from supernets.datasets import load_dataset
+from supernets.errors import InputError
 from supernets.finetune import cosine_lr, param_groups, recalibrate_bn, validate
 from supernets.ofa_supernet import build_supernet, extract_subnet, load_supernet, read_checkpoint, save_supernet
 
@@ -92,19 +93,19 @@ def train_supernet(
     out = Path(out).expanduser()
     space: Any = get_search_space("mobilenetv3", lr=cfg.resolution[0], ur=cfg.resolution[1], width_mult=cfg.width_mult)
     if cfg.epochs < 1:
-        raise ValueError(f"epochs: expected >= 1, got {cfg.epochs}")
+        raise InputError("epochs", f"expected >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {cfg.batch_size}")
+        raise InputError("batch_size", f"expected >= 1, got {cfg.batch_size}")
     data = load_dataset(cfg.dataset, cfg.root, cfg.vld_size)
     state: dict[str, Any] | None = None
     if out.exists():
         if not resume:
-            raise ValueError(f"out: {out} exists; pass --resume to continue it, or choose another --out")
+            raise InputError("out", f"{out} exists; pass --resume to continue it, or choose another --out")
         ck = read_checkpoint(out)
         state = ck.get("train_state")
         meta = ck.get("msunas") or {}
         if state is None:
-            raise ValueError(f"out: {out} is not an msunas training checkpoint (no train_state); cannot resume")
+            raise InputError("out", f"{out} is not an msunas training checkpoint (no train_state); cannot resume")
         saved = meta.get("train_config", {})
         mine = _jsonable(asdict(cfg))
         diff = [
@@ -113,8 +114,9 @@ def train_supernet(
             if saved.get(k) != mine.get(k)
         ]
         if diff:
-            raise ValueError(
-                f"resume: {diff[0]} differs from the checkpoint's ({saved.get(diff[0])!r} vs {mine[diff[0]]!r})"
+            raise InputError(
+                "resume",
+                f"{diff[0]} differs from the checkpoint's ({saved.get(diff[0])!r} vs {mine[diff[0]]!r})"
             )
         net = load_supernet(out)
     elif cfg.init:
@@ -298,8 +300,24 @@ def default_cache_dir() -> Path:
 def digits_supernet_path(
     cache_dir: str | Path | None = None, *, width_mult: float = 1.0, progress: bool = True
 ) -> Path:
-    """Path of the built-in digits supernet; trains and caches it on first use (:func:`train_digits_supernet`)."""
+    """Path of the built-in digits supernet; trains and caches it first when absent (:func:`train_digits_supernet`).
+
+    Call it only where training is what the user asked for (``msunas supernet train --builtin digits``, the
+    demo); elsewhere use :func:`builtin_digits_path` and refuse when it is not trained yet."""
     return train_digits_supernet(cache_dir, width_mult=width_mult, progress=progress)["path"]
+
+
+def builtin_digits_path(cache_dir: str | Path | None = None, *, width_mult: float = 1.0) -> Path:
+    """Where the built-in digits supernet of ``width_mult`` lives (whether or not it is trained yet)."""
+    cfg = TrainConfig(**{**asdict(DIGITS_CONFIG), "width_mult": codec.check_width(width_mult)})
+    tag = hashlib.sha1(json.dumps(_jsonable(asdict(cfg)), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cache_dir or default_cache_dir()) / f"digits_w{cfg.width_mult}_{tag}.pth"
+
+
+def builtin_digits_ready(cache_dir: str | Path | None = None, *, width_mult: float = 1.0) -> bool:
+    """True when the built-in digits supernet is trained and cached (no training happens here)."""
+    path = builtin_digits_path(cache_dir, width_mult=width_mult)
+    return path.is_file() and bool((read_checkpoint(path).get("msunas") or {}).get("complete"))
 
 
 def train_digits_supernet(

@@ -27,6 +27,8 @@ import torch
 from early_exit.evaluate import EarlyExitSettings, present_loss_weights, score_exits
 from early_exit.network import EarlyExitNet, exits_of, predict_exits, train_joint
 from search.evaluators.supernet import SupernetEvaluator
+from search.spec import EarlyExitSpec
+from supernets.errors import InputError
 from supernets.finetune import recalibrate_bn
 from supernets.ofa_supernet import extract_subnet
 
@@ -41,9 +43,8 @@ class EarlyExitEvaluator(SupernetEvaluator):
 
     def __init__(self, job: JobSpec, *, supernet: Any = None, data: Any = None) -> None:
         if job.search_space != "eemobilenetv3":
-            raise ValueError(f"search_space: the early-exit evaluator needs eemobilenetv3, got {job.search_space!r}")
+            raise InputError("search_space", f"the early-exit evaluator needs eemobilenetv3, got {job.search_space!r}")
         super().__init__(job, supernet=supernet, data=data)
-        from search.spec import EarlyExitSpec
 
         self.ee = job.early_exit or EarlyExitSpec()
         self.settings = EarlyExitSettings(

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.evaluator import Evaluator, register_evaluator
+from search.objectives import exact_costs, n_classes_of
+from search.spec import OracleEvaluatorSpec
 from supernets import codec
+from supernets.errors import InputError
 
 if TYPE_CHECKING:
     from search.spec import JobSpec
@@ -40,19 +43,19 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
     """The predictor arrays of ``path``; ``ValueError`` naming the path when missing or malformed."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"evaluator.path: oracle predictor file {p} does not exist")
+        raise InputError("evaluator.path", f"oracle predictor file {p} does not exist")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(f"evaluator.path: {p} is not a readable .npz file ({type(e).__name__}: {e})") from None
+        raise InputError("evaluator.path", f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from None
     for name, shape in LAYERS:
         if name not in arrays:
-            raise ValueError(f"evaluator.path: {p} has no array {name!r} (expected {[n for n, _ in LAYERS]})")
+            raise InputError("evaluator.path", f"{p} has no array {name!r} (expected {[n for n, _ in LAYERS]})")
         if arrays[name].shape != shape:
-            raise ValueError(f"evaluator.path: {p} array {name!r} has shape {arrays[name].shape}, expected {shape}")
+            raise InputError("evaluator.path", f"{p} array {name!r} has shape {arrays[name].shape}, expected {shape}")
         if not np.all(np.isfinite(arrays[name])):
-            raise ValueError(f"evaluator.path: {p} array {name!r} holds non-finite values")
+            raise InputError("evaluator.path", f"{p} array {name!r} holds non-finite values")
     return arrays
 
 
@@ -92,8 +95,6 @@ class OracleEvaluator(Evaluator):
         return 100.0 * y[:, 0]
 
     def _evaluate(self, config: dict[str, Any]) -> dict[str, float]:
-        from search.objectives import exact_costs
-
         cfg = codec.normalize_backbone(config)
         out = {"top1": float(self.predict_top1([cfg])[0])}
         costs = exact_costs([cfg], self.width_mult, self.n_classes)
@@ -103,10 +104,7 @@ class OracleEvaluator(Evaluator):
 
 @register_evaluator("oracle")
 def _oracle(job: JobSpec) -> Evaluator:
-    from search.objectives import n_classes_of
-    from search.spec import OracleEvaluatorSpec
-
     ev = job.evaluator
     if not isinstance(ev, OracleEvaluatorSpec):
-        raise ValueError(f"evaluator.kind: expected oracle, got {ev.kind}")
+        raise InputError("evaluator.kind", f"expected oracle, got {ev.kind}")
     return OracleEvaluator(ev.path, width_mult=float(job.width_mult), n_classes=n_classes_of(job))

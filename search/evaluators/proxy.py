@@ -23,6 +23,9 @@ import torch
 
 from search import proxies
 from search.evaluator import Evaluator, register_evaluator
+from supernets import ofa_supernet
+from supernets.cost import cost_metrics
+from supernets.errors import InputError
 
 if TYPE_CHECKING:
     from search.spec import JobSpec
@@ -65,7 +68,7 @@ class ProxyEvaluator(Evaluator):
         num_threads: int | None = None,
     ) -> None:
         if name not in proxies.proxy_names():
-            raise ValueError(f"evaluator.name: unknown proxy {name!r} (one of {proxies.proxy_names()})")
+            raise InputError("evaluator.name", f"unknown proxy {name!r} (one of {proxies.proxy_names()})")
         self.name = name
         self.kw: dict[str, Any] = {
             "width_mult": width_mult,
@@ -81,7 +84,7 @@ class ProxyEvaluator(Evaluator):
         self.center = c0 if center is None else float(center)
         self.scale = s0 if scale is None else float(scale)
         if not self.scale > 0:
-            raise ValueError(f"evaluator.scale: must be > 0, got {self.scale}")
+            raise InputError("evaluator.scale", f"must be > 0, got {self.scale}")
         self.num_threads = num_threads
 
     def _evaluate(self, config: dict[str, Any]) -> dict[str, float]:
@@ -90,7 +93,6 @@ class ProxyEvaluator(Evaluator):
         score = proxies.compute_proxy(self.name, config, **self.kw)
         if score != score or score in (float("inf"), float("-inf")):
             raise ValueError(f"proxy {self.name} is not finite ({score}) for this config")
-        from supernets.cost import cost_metrics
 
         cost = cost_metrics(
             [proxies.backbone_config(config)], width_mult=self.kw["width_mult"], n_classes=self.kw["n_classes"]
@@ -109,8 +111,7 @@ class ProxyEvaluator(Evaluator):
 def _load_supernet(job: JobSpec, n_classes: int) -> Any:
     """The job's supernet with its weights (for ``inherit: true``), via the supernet area's loader."""
     if not job.supernet.path:
-        raise ValueError("evaluator.inherit: needs supernet.path (a trained once-for-all checkpoint)")
-    from supernets import ofa_supernet
+        raise InputError("evaluator.inherit", "needs supernet.path (a trained once-for-all checkpoint)")
 
     return ofa_supernet.load_supernet(job.supernet.path, width_mult=job.width_mult, n_classes=n_classes)
 

@@ -18,45 +18,25 @@ a failed :class:`search.evaluator.EvalResult` with the reason (the base class ca
 from __future__ import annotations
 
 import time
-import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from robustness.evaluation import RobustnessProbe
 from search.evaluator import Evaluator, register_evaluator
+from search.provenance import load_job_supernet
+from search.spec import JobSpec, SupernetEvaluatorSpec
 from supernets import codec, get_search_space
 from supernets.datasets import DatasetSplits, load_dataset
+from supernets.errors import InputError
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate
 from supernets.ofa_supernet import extract_subnet, head_classes, net_width
 
 STEM_CACHE_BYTES = 512 * 2**20  # above this (large r x many calibration images) recalibrate with full passes
-
-if TYPE_CHECKING:
-    from search.spec import JobSpec, SupernetEvaluatorSpec
-
-
-def resolve_supernet(job: JobSpec, n_classes: int) -> nn.Module:
-    """The job's supernet: its ``supernet.path``; for digits without a path the built-in trained one (trained and
-    cached on first use); otherwise a randomly initialised supernet (with a warning: inherited weights are then
-    meaningless)."""
-    from supernets.ofa_supernet import build_supernet, load_supernet
-
-    if job.supernet.path:
-        return load_supernet(job.supernet.path, n_classes=n_classes, width_mult=job.width_mult)
-    if job.dataset.name == "digits":
-        from supernets.train import digits_supernet_path
-
-        net = load_supernet(digits_supernet_path(width_mult=job.width_mult), n_classes=n_classes)
-        return net
-    warnings.warn(
-        f"supernet.path not set: evaluating {job.dataset.name} with a randomly initialised supernet", stacklevel=2
-    )
-    return build_supernet(job.width_mult, n_classes, seed=job.seed)
-
 
 class SupernetEvaluator(Evaluator):
     """Fine-tune-and-validate evaluator; ``supernet``/``data`` may be passed in (tests, benchmarks, workers)."""
@@ -71,26 +51,25 @@ class SupernetEvaluator(Evaluator):
         self.job = job
         self.opts: SupernetEvaluatorSpec = job.evaluator  # type: ignore[assignment]
         if self.opts.kind != "supernet":
-            raise ValueError(f"evaluator.kind: expected 'supernet', got {self.opts.kind!r}")
+            raise InputError("evaluator.kind", f"expected 'supernet', got {self.opts.kind!r}")
         if self.opts.device != "cpu" and not self.opts.device.startswith("cuda"):
-            raise ValueError(f"evaluator.device: expected 'cpu' or 'cuda[:N]', got {self.opts.device!r}")
+            raise InputError("evaluator.device", f"expected 'cpu' or 'cuda[:N]', got {self.opts.device!r}")
         self.device = torch.device(self.opts.device)
         ds = job.dataset
         self.data = data if data is not None else load_dataset(ds.name, ds.root, ds.vld_size)
         self.n_classes = ds.n_classes or self.data.n_classes
         self.space = get_search_space(job.search_space, **job.search_space_kwargs())
-        self.supernet = supernet if supernet is not None else resolve_supernet(job, self.n_classes)
+        self.supernet = supernet if supernet is not None else load_job_supernet(job)
         head = head_classes(self.supernet)
         if head != self.n_classes:
-            raise ValueError(f"supernet: its head has {head} classes, dataset {ds.name} needs {self.n_classes}")
+            raise InputError("supernet", f"its head has {head} classes, dataset {ds.name} needs {self.n_classes}")
         if net_width(self.supernet) != float(job.width_mult):
-            raise ValueError(f"width_mult: job asks {job.width_mult}, supernet is {self.supernet.width_mult}")
+            raise InputError("width_mult", f"job asks {job.width_mult}, supernet is {self.supernet.width_mult}")
         self.supernet.to(self.device)
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         g = torch.Generator().manual_seed(job.seed)
         n_cal = min(self.opts.bn_calib_images, len(self.data.train))
         self._calib_idx = torch.randperm(len(self.data.train), generator=g)[:n_cal].tolist()
-        from robustness.evaluation import RobustnessProbe
 
         # FlatNAS R / corruption metrics per candidate when the job asks (top1_robust, robustness.*); else None
         self.robust = RobustnessProbe.from_job(job, self.data, device=self.device)

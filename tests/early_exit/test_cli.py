@@ -22,6 +22,7 @@ import yaml
 
 from early_exit.export import load_torch_export, onnx_outputs, run_onnx_policy
 from early_exit.metrics import confidence_threshold
+from search.io import read_subnet
 from search.select import n_exits_of
 from supernets.datasets import load_dataset
 from supernets.train import TrainConfig, train_supernet
@@ -72,7 +73,7 @@ def test_early_exit_search_select_export_through_the_cli(
     spec_file.write_text(yaml.safe_dump(_spec(supernet_path)))
     out = tmp_path / "run"
     assert run_cli(["search", str(spec_file), "--out", str(out), "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads(capsys.readouterr().out)
     assert summary["n_archive"] == 6 and summary["hv"] > 0
     doc = json.loads((out / "iter_1.stats").read_text())
     assert doc["surrogate"]["avg_macs"]["model"] == "exit_rate"  # predicted avg_macs in the loop
@@ -95,7 +96,7 @@ def test_early_exit_search_select_export_through_the_cli(
     args = ["select", str(out), "-n", "2", "--n-exits", str(k), "--save", str(picks), "--csv", str(csv_path)]
     assert run_cli(args) == 0
     capsys.readouterr()
-    chosen = [json.loads(p.read_text()) for p in sorted(picks.glob("net_*.subnet"))]
+    chosen = [read_subnet(p)[0] for p in sorted(picks.glob("net_*.subnet"))]
     assert chosen and all(n_exits_of(c) == k for c in chosen)
     for p in sorted(picks.glob("net_*.stats")):
         assert json.loads(p.read_text())["metrics"]["avg_macs"] <= 5.0e6
@@ -104,7 +105,7 @@ def test_early_exit_search_select_export_through_the_cli(
     # backbone and heads jointly, the same prepare() the search ran): every exit's logits in the ONNX file
     onnx_path = tmp_path / "ee.onnx"
     sub = str(picks / "net_0.subnet")
-    args = ["export", "--config", sub, "--supernet", str(supernet_path), "--dataset", "digits", "--n-epochs", "0"]
+    args = ["export", "--config", sub, "--prepare"]  # the net_i.subnet says which supernet and dataset
     assert run_cli([*args, "--format", "onnx", "--out", str(onnx_path)]) == 0
     text = capsys.readouterr().out
     assert "exported early-exit onnx" in text and "onnxruntime parity" in text and "validation top-1" in text
@@ -141,10 +142,11 @@ def test_b_mode_export_needs_thresholds(
     supernet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "b": [1, 0, 1, 0]}
-    base = ["export", "--config", json.dumps(cfg), "--supernet", str(supernet_path), "--format", "onnx"]
+    base = ["export", "--config", json.dumps(cfg), "--supernet", str(supernet_path), "--dataset", "digits",
+            "--format", "onnx"]
     assert run_cli([*base, "--out", str(tmp_path / "b.onnx")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("msunas: error: --thresholds: b-mode exits are calibrated") and err.count("\n") == 1
+    assert err.startswith("msunas: error: thresholds: b-mode exits are calibrated") and err.count("\n") == 1
     assert run_cli([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9"]) == 2
     assert "thresholds: expected 2 values" in capsys.readouterr().err
     assert run_cli([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9,0.8"]) == 0

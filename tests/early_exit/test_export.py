@@ -20,6 +20,9 @@ from early_exit.export import (
 )
 from early_exit.metrics import apply_policy
 from early_exit.network import build_early_exit_net, exit_macs
+from search.export import export_architecture
+from search.spec import load_spec
+from supernets.errors import InputError
 from supernets.ofa_supernet import build_supernet, save_supernet
 
 torch.set_num_threads(1)
@@ -106,29 +109,29 @@ def test_torch_checkpoint_round_trip(supernet: Any, net: Any, tmp_path: Path) ->
         export_early_exit(CFG, supernet, "tflite", tmp_path / "x", thresholds=thr)
 
 
-def test_service_exports_an_early_exit_architecture(supernet: Any, tmp_path: Path) -> None:
-    from service.export import export_bytes
-
+def test_export_architecture_of_an_early_exit_job(supernet: Any, tmp_path: Path) -> None:
+    """The one export (CLI and REST) of an archived early-exit config: thresholds from t, or the stored ones."""
     path = save_supernet(supernet, tmp_path / "ofa.pth")
-    spec = {
+    spec = load_spec({
         "search_space": "eemobilenetv3",
         "resolution": [32, 32],
         "supernet": {"path": str(path)},
         "objectives": ["top1_err", "avg_macs"],
-    }
+    })
     cfg_t = {k: v for k, v in CFG.items() if k != "b"} | {"t": [0.2, 1.0, 0.1, 1.0]}
-    data, media = export_bytes(spec, cfg_t, "onnx", {"top1": 50.0})
-    (tmp_path / "t.onnx").write_bytes(data)
+    info = export_architecture(cfg_t, spec, "onnx", tmp_path / "t.onnx", metrics={"top1": 50.0})
     outs, meta = onnx_outputs(tmp_path / "t.onnx", np.zeros((2, 3, 32, 32), np.float32))
-    assert media == "application/onnx" and meta["exit_outputs"] == ["logits_s1", "logits_s3", "logits"]
+    assert meta["exit_outputs"] == ["logits_s1", "logits_s3", "logits"]
     assert meta["thresholds"] == pytest.approx([0.28, 0.19])  # t = 0.2, 0.1 for 10 classes
-    spec_b = spec | {"early_exit": {"exit_mode": "b"}}
-    data, _ = export_bytes(spec_b, CFG, "onnx", {"threshold_s1": 0.9, "threshold_s3": 0.8, "threshold_s4": 0.7})
-    (tmp_path / "b.onnx").write_bytes(data)
+    assert info["artefact"]["search_space"] == "eemobilenetv3" and info["artefact"]["resolution"] == 32
+    spec_b = load_spec(spec.model_dump() | {"early_exit": {"exit_mode": "b"}})
+    export_architecture(CFG, spec_b, "onnx", tmp_path / "b.onnx",
+                        metrics={"threshold_s1": 0.9, "threshold_s3": 0.8, "threshold_s4": 0.7})
     _, meta = onnx_outputs(tmp_path / "b.onnx", np.zeros((1, 3, 32, 32), np.float32))
     assert meta["thresholds"] == [0.9, 0.8, 0.7] and len(meta["exit_outputs"]) == 4
-    with pytest.raises(ValueError, match="metrics: this b-mode architecture has no calibrated thresholds"):
-        export_bytes(spec_b, CFG, "onnx", {"top1": 50.0})
+    with pytest.raises(InputError, match="b-mode exits are calibrated after training") as e:
+        export_architecture(CFG, spec_b, "onnx", tmp_path / "c.onnx", metrics={"top1": 50.0})
+    assert e.value.field == "thresholds"
 
 
 def test_policy_on_exported_outputs_is_apply_policy(net: Any, supernet: Any, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ def test_search_writes_the_seed_compatible_folder(
     spec = _spec_file(tmp_path, oracle_path, iterations=2)
     out = tmp_path / "run"
     main(["search", str(spec), "--out", str(out), "--quiet"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["n_archive"] == 12 + 2 * 3
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_archive"] == 12 + 2 * 3 and summary["n_feasible"] == 18 and summary["warnings"] == []
     for k in range(3):
         doc = json.loads((out / f"iter_{k}.stats").read_text())
         assert {"archive", "candidates", "hv", "surrogate", "engine"} <= set(doc)
@@ -42,6 +42,15 @@ def test_search_writes_the_seed_compatible_folder(
     assert len(nets) == 3
     st = json.loads((out / "iter_1" / "net_0.stats").read_text())
     assert st["status"] == "ok" and st["metrics"]["top1"] > 0 and len(st["objectives"]) == 2
+    # every file says what it is: space, width, classes, resolution, dataset, supernet identity
+    sub = json.loads(nets[0].read_text())
+    art = sub["artefact"]
+    assert art == st["artefact"] and art["resolution"] == sub["r"]
+    assert {k: art[k] for k in ("search_space", "width_mult", "n_classes")} == {
+        "search_space": "mobilenetv3", "width_mult": 1.2, "n_classes": 1000}
+    assert art["supernet"] == {"kind": "none"} and art["dataset"]["name"] == "digits"
+    assert json.loads((out / "artefact.json").read_text())["n_classes"] == 1000
+    assert json.loads((out / "spec.json").read_text())["n_doe"] == 12
     assert not (out / "failed").exists()  # nothing failed on the oracle
 
 
@@ -57,7 +66,7 @@ def test_resume_from_iter_k_matches_the_uninterrupted_run(tmp_path: Path, oracle
     assert _archive(part / "iter_3.stats") == _archive(full / "iter_3.stats")
 
 
-def test_resume_from_a_cnas_file(tmp_path: Path, oracle_path: Path, shared_data: Path) -> None:
+def test_warm_start_from_a_cnas_file(tmp_path: Path, oracle_path: Path, shared_data: Path) -> None:
     cnas = tmp_path / "cnas" / "iter_30.stats"
     cnas.parent.mkdir()
     shutil.copy(shared_data / "cnas_cifar10" / "iter_30.stats", cnas)
@@ -65,7 +74,7 @@ def test_resume_from_a_cnas_file(tmp_path: Path, oracle_path: Path, shared_data:
         tmp_path, oracle_path, width_mult=1.0, resolution=[192, 256], objectives=["top1_err", "params"], iterations=31
     )
     out = tmp_path / "cont"
-    main(["search", str(spec), "--out", str(out), "--resume", str(cnas), "--quiet"])
+    main(["search", str(spec), "--out", str(out), "--warm-start", str(cnas), "--quiet"])
     doc = json.loads((out / "iter_31.stats").read_text())
     assert len(doc["archive"]) == 340 + 3
     # the CNAS rows keep their measured error; params are recomputed exactly (ImageNet head here: n_classes 1000)
@@ -88,7 +97,7 @@ def test_select_cli_on_the_cnas_file(tmp_path: Path, shared_data: Path, capsys: 
         ]
     )
     lines = csv_path.read_text().splitlines()
-    assert len(lines) == 4 and lines[0].startswith("rank,f1,f2")
+    assert len(lines) == 4 and lines[0].startswith("rank,top1_pct,top1_err_pct,params_M")
     main(
         [
             "select",
@@ -110,7 +119,8 @@ def test_select_cli_on_the_cnas_file(tmp_path: Path, shared_data: Path, capsys: 
         (["select", "{cnas}", "--prefer", "zzz"], "'zzz' is not recorded"),
         (["search", "/nonexistent.yaml", "--out", "/tmp/x"], "spec: no such file"),
         (["search", "{spec}", "--out", "{tmp}/o", "--resume", "{tmp}/nothing.stats"], "no such file"),
-        (["search", "{spec}", "--out", "{tmp}/o", "--resume", "{tmp}/weird.stats"], "iteration from the file name"),
+        (["search", "{spec}", "--out", "{tmp}/o", "--resume", "{tmp}/weird.stats"], "holds no engine state"),
+        (["search", "{spec}", "--out", "{tmp}/o", "--warm-start", "{tmp}/weird.stats"], "iteration from the file name"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(

@@ -42,7 +42,7 @@ def test_plot_of_a_search_folder_draws_its_constraint(tmp_path: Path, oracle_pat
     """``msunas plot DIR`` takes the second objective's bound from the run's spec (as ``plot ID`` does)."""
     import yaml
 
-    from service.cli_search import _local_plot_data
+    from service.cli.search import _local_plot_data
     from tests.search.conftest import small_spec
 
     spec = tmp_path / "spec.yaml"

@@ -30,9 +30,9 @@ def test_spec_accepts_proxy_evaluator() -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"evaluator": {"kind": "proxy", "name": "snip"}}, "evaluator.proxy.name"),
-        ({"evaluator": {"kind": "proxy", "batch_size": 1}}, "evaluator.proxy.batch_size"),
-        ({"evaluator": {"kind": "proxy", "scale": 0}}, "evaluator.proxy.scale"),
+        ({"evaluator": {"kind": "proxy", "name": "snip"}}, "evaluator.name"),
+        ({"evaluator": {"kind": "proxy", "batch_size": 1}}, "evaluator.batch_size"),
+        ({"evaluator": {"kind": "proxy", "scale": 0}}, "evaluator.scale"),
         ({"optimizer": "milp"}, "optimizer"),
         ({"optimizer": "milp", "predictor": "bilinear", "objectives": ["top1_err", "activations"]}, "optimizer"),
         ({"optimizer": "milp", "predictor": "bilinear", "constraints": {"activations": 5e6}}, "optimizer"),

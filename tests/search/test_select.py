@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from search.io import read_stats, records_from_stats
-from search.select import n_exits_of, parse_preference, select, tradeoff_scores, write_csv
+from search.select import n_exits_of, parse_preference, select, to_rows, tradeoff_scores
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +100,14 @@ def test_n_exits_is_a_no_op_without_exits(cnas: list[dict[str, Any]]) -> None:
     assert select(cnas, n=3, n_exits=2) == select(cnas, n=3)
 
 
-def test_csv_output(cnas: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_rows_name_their_units(cnas: list[dict[str, Any]]) -> None:
     chosen = select(cnas, n=3, prefer="trade-off")
-    p = write_csv(chosen, tmp_path / "sel.csv")
-    rows = list(csv.DictReader(p.open()))
-    assert len(rows) == 3 and float(rows[0]["f1"]) == chosen[0]["objectives"][0]
+    rows = to_rows(chosen)
+    assert len(rows) == 3 and rows[0]["objectives"] == chosen[0]["objectives"]
+    assert rows[0]["top1_err_pct"] == pytest.approx(chosen[0]["objectives"][0])
+    assert rows[0]["top1_pct"] == pytest.approx(100 - rows[0]["top1_err_pct"])
     assert json.loads(rows[0]["config"]) == chosen[0]["config"]
+    assert not any(k in rows[0] for k in ("top1", "macs", "params"))  # no figure without its unit
 
 
 def test_bad_inputs_are_named(cnas: list[dict[str, Any]], tmp_path: Path) -> None:

@@ -7,10 +7,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
+from search.provenance import describe
+from search.spec import load_spec
 from service import db as dbmod
+from service import repository as repo
+from service.models import Job
 from tests.conftest import write_random_oracle
 
 PG_URL = os.environ.get("MSUNAS_TEST_POSTGRES_URL")
@@ -78,9 +84,10 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     pred = write_random_oracle(root / "acc_predictor.npz")
     db = Database(url)
     tid, secret = repo.create_token(db, "dash")
-    spec = oracle_spec(pred, iterations=2, constraints={"params": 6.0e6}, constraint_mode="hard")
+    spec = oracle_spec(pred, iterations=2, constraints={"params": 6.0e6}, constraint_mode="hard",
+                       supernet={"random_init": True})  # random weights, asked for: its exports are real files
     with db.transaction() as s:
-        job, _ = repo.create_job(s, tid, spec, name="finished oracle")
+        job, _ = create_job(s, tid, spec, name="finished oracle")
         job_id = job.id
     Worker(Settings(db_url=url, poll_seconds=0.01)).run(max_idle_seconds=0.3)
     with db.transaction() as s:
@@ -88,3 +95,9 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     assert state == "succeeded"
     yield {"url": url, "root": root, "token": secret, "token_id": tid, "job_id": job_id, "pred": pred}
     db.dispose()
+
+
+def create_job(s: Session, owner: int, spec: dict[str, Any], **kw: Any) -> tuple[Job, bool]:
+    """``repository.create_job`` with a spec dict validated and described the way the API does it."""
+    job_spec = load_spec(spec)
+    return repo.create_job(s, owner, job_spec, artefact=describe(job_spec), **kw)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service import repository as repo
-from service.api import create_app
+from service.app import create_app
 from service.db import Database, SchemaOutdatedError
 from service.settings import Settings
 

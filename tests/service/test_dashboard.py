@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import STATIC_DIR, create_app
+from service.app import create_app
 from service.cli import main
+from service.routes.pages import STATIC_DIR
 from service.settings import Settings
 from supernets.codec import normalize_backbone, to_block_strings
 from tests.conftest import ROOT
@@ -94,7 +95,7 @@ def test_plot_of_a_job_id_from_the_server(finished_job: dict[str, Any], tmp_path
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
-    from service.cli_service import job_plot_data
+    from service.cli.search import job_plot_data
 
     app = create_app(Settings(db_url=str(finished_job["url"])))
     jid, tok = finished_job["job_id"], str(finished_job["token"])

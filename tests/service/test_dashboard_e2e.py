@@ -24,10 +24,11 @@ import pytest
 
 from search.hv import non_dominated
 from service import repository as repo
-from service.api import create_app
+from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 from service.worker import Worker
+from tests.service.conftest import create_job
 from tests.service.live_server import live_server
 from tests.service.test_worker import oracle_spec
 
@@ -48,7 +49,7 @@ def site(finished_job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     url = str(finished_job["url"])
     db = Database(url)
     with db.transaction() as s:
-        job, _ = repo.create_job(s, int(finished_job["token_id"]), oracle_spec(Path(finished_job["pred"]),
+        job, _ = create_job(s, int(finished_job["token_id"]), oracle_spec(Path(finished_job["pred"]),
                                  iterations=3), name="running oracle")
         running_id = job.id
     worker = Worker(Settings(db_url=url, poll_seconds=0.01))

@@ -17,9 +17,9 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
-from service import api
 from service import repository as repo
-from service.api import create_app
+from service.app import create_app
+from service.cache import SummaryCache
 from service.settings import Settings
 from service.worker import Worker
 from tests.conftest import ROOT
@@ -32,10 +32,14 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
     h = {"Authorization": f"Bearer {secret}"}
     with TestClient(app) as c:
         r = c.post("/jobs", json=oracle_spec(predictor_file), headers=h)
+        no_weights = r.json()["id"]  # an oracle job that names no supernet: nothing to export (409, below)
+        r = c.post("/jobs", json=oracle_spec(predictor_file, supernet={"random_init": True}), headers=h)
         jid = r.json()["id"]
         Worker(Settings(db_url=db_url, poll_seconds=0.01)).run(max_idle_seconds=0.5)
         j = c.get(f"/jobs/{jid}", headers=h).json()
         assert j["state"] == "succeeded" and len(j["hv_history"]) == 2 and j["progress"]["n_evaluated"] == 11
+        r = c.get(f"/jobs/{no_weights}/archs/1/export", headers=h)
+        assert r.status_code == 409 and r.json()["field"] == "supernet" and "--supernet" in r.json()["detail"]
         its = c.get(f"/jobs/{jid}/iterations", headers=h).json()["items"]
         assert [i["iteration"] for i in its] == [0, 1] and "engine_state" not in its[0]
         it1 = c.get(f"/jobs/{jid}/iterations/1", params={"include_state": True}, headers=h).json()
@@ -53,7 +57,7 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         assert c.get(f"/jobs/{jid}/archs/{a['id']}", headers=h).json()["config"] == a["config"]
         r = c.get(f"/jobs/{jid}/archs/{a['id']}/export", params={"format": "onnx"}, headers=h)
         # a real ONNX model of that architecture: ONNX Runtime runs it at the architecture's resolution
-        assert r.status_code == 200 and r.headers["content-type"] == "application/onnx"
+        assert r.status_code == 200 and r.headers["content-type"] == "application/onnx", r.text
         sess = ort.InferenceSession(r.content, providers=["CPUExecutionProvider"])
         res = a["config"]["r"]
         (logits,) = sess.run(None, {"input": np.zeros((2, 3, res, res), np.float32)})
@@ -68,10 +72,12 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         assert bad.status_code == 422 and bad.json()["field"] == "prefer"
         assert c.post(f"/jobs/{jid}/select", json={"n": 0}, headers=h).json()["field"] == "n"
         r = c.post(f"/jobs/{jid}/resume", json={"from_iteration": 0}, headers=h)
+        assert r.status_code == 409 and r.json()["field"] == "force"  # iteration 1 is stored: not discarded silently
+        r = c.post(f"/jobs/{jid}/resume", json={"from_iteration": 0, "force": True}, headers=h)
         assert r.status_code == 202 and r.json()["state"] == "queued"
         assert [x["iteration"] for x in c.get(f"/jobs/{jid}", headers=h).json()["hv_history"]] == [0]
         Worker(Settings(db_url=db_url, poll_seconds=0.01)).run(max_idle_seconds=0.5)
-        time.sleep(api.SUMMARY_CACHE_SECONDS + api.SUMMARY_STALE_MAX_SECONDS)  # the longest a summary is stale
+        time.sleep(SummaryCache().fresh + SummaryCache().stale_max)  # the longest a summary is stale
         j2 = c.get(f"/jobs/{jid}", headers=h).json()
         assert j2["state"] == "succeeded" and j2["hv_history"] == j["hv_history"]
     app.state.db.dispose()
@@ -130,9 +136,9 @@ def test_cli_serve_submit_watch(tmp_path: Path, predictor_file: Path) -> None:
         assert json.loads(st.stdout)["progress"]["n_evaluated"] == 11
         r = _cli("status", "99999", env=env)
         assert r.returncode == 2 and "HTTP 404" in r.stderr
-        r = _cli("select", jid, "-n", "2", "--prefer", "trade-off", env=env)  # a job id: selects on the server
+        r = _cli("select", jid, "-n", "2", "--prefer", "trade-off", "--json", env=env)  # a job id: on the server
         assert r.returncode == 0, r.stderr
-        picked = json.loads(r.stdout)
+        picked = json.loads(r.stdout)["items"]
         assert 1 <= len(picked) <= 2 and all("config" in p and "id" in p for p in picked)
     finally:
         server.terminate()

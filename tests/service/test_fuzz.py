@@ -9,8 +9,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from service import repository as repo
-from service.api import create_app
+from service.app import create_app
 from service.settings import Settings
+from tests.service.conftest import create_job
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def api_schema(db_url: str, tmp_path: Path, predictor_file: Path):
         owner = repo.authenticate(s, secret)
         assert owner is not None
         for seed in range(2):  # real jobs so that job ids 1 and 2 exist for the path parameters
-            repo.create_job(s, owner, {"evaluator": {"kind": "oracle", "path": str(predictor_file)}, "seed": seed})
+            create_job(s, owner, {"evaluator": {"kind": "oracle", "path": str(predictor_file)}, "seed": seed})
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     schema.config.headers = {"Authorization": f"Bearer {secret}"}
     yield schema

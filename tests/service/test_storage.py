@@ -12,6 +12,7 @@ from sqlalchemy import text
 from service import repository as repo
 from service.db import Database, SchemaOutdatedError, StorageError, check_schema, head_revision, table_names, upgrade
 from service.models import EvalTask, Job
+from tests.service.conftest import create_job
 
 SPEC = {"iterations": 2, "evaluator": {"kind": "oracle", "path": "/x.npz"}}
 
@@ -20,7 +21,7 @@ def _job_with_tasks(db: Database, n: int, owner: int | None = None) -> int:
     if owner is None:
         owner, _ = repo.create_token(db, "t")
     with db.transaction() as s:
-        job, _ = repo.create_job(s, owner, SPEC)
+        job, _ = create_job(s, owner, SPEC)
         job.state = "running"
         job.cur_iteration = 0
         for i in range(n):
@@ -65,7 +66,7 @@ def test_transaction_rolls_back_and_wraps_errors(db_url: str) -> None:
     owner, _ = repo.create_token(db, "a")
     with pytest.raises(RuntimeError):
         with db.transaction() as s:
-            repo.create_job(s, owner, SPEC)
+            create_job(s, owner, SPEC)
             raise RuntimeError("boom")
     with db.transaction() as s:
         assert repo.list_jobs(s, owner)[0] == []
@@ -91,15 +92,15 @@ def test_idempotency_and_pagination(db_url: str) -> None:
     owner, _ = repo.create_token(db, "a")
     other, _ = repo.create_token(db, "b")
     with db.transaction() as s:
-        j1, c1 = repo.create_job(s, owner, SPEC, idempotency_key="k1")
-        j2, c2 = repo.create_job(s, owner, SPEC, idempotency_key="k1")
+        j1, c1 = create_job(s, owner, SPEC, idempotency_key="k1")
+        j2, c2 = create_job(s, owner, SPEC, idempotency_key="k1")
         assert c1 and not c2 and j1.id == j2.id
         with pytest.raises(repo.ConflictError, match="Idempotency-Key"):
-            repo.create_job(s, owner, {**SPEC, "iterations": 3}, idempotency_key="k1")
-        j3, c3 = repo.create_job(s, other, SPEC, idempotency_key="k1")  # keys are per token
+            create_job(s, owner, {**SPEC, "iterations": 3}, idempotency_key="k1")
+        j3, c3 = create_job(s, other, SPEC, idempotency_key="k1")  # keys are per token
         assert c3 and j3.id != j1.id
         for _ in range(4):
-            repo.create_job(s, owner, SPEC)
+            create_job(s, owner, SPEC)
     seen: list[int] = []
     cursor = None
     with db.transaction() as s:
@@ -190,7 +191,7 @@ def test_step_claim_is_exclusive_and_waits_for_tasks(db_url: str) -> None:
     db = Database(db_url)
     owner, _ = repo.create_token(db, "a")
     with db.transaction() as s:
-        job, _ = repo.create_job(s, owner, SPEC)
+        job, _ = create_job(s, owner, SPEC)
         jid = job.id
     st = repo.claim_step(db, "A", 30)
     assert st is not None and st.job_id == jid

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from service import repository as repo
@@ -12,6 +13,7 @@ from service.db import Database
 from service.models import Architecture, EvalTask, Iteration
 from service.settings import Settings
 from service.worker import Worker
+from tests.service.conftest import create_job
 
 
 def oracle_spec(pred: Path, **kw) -> dict:
@@ -29,7 +31,7 @@ def submit(db: Database, spec: dict, owner: int | None = None) -> int:
     if owner is None:
         owner, _ = repo.create_token(db, "t")
     with db.transaction() as s:
-        job, _ = repo.create_job(s, owner, spec)
+        job, _ = create_job(s, owner, spec)
         return job.id
 
 
@@ -72,8 +74,12 @@ def test_resume_from_iteration_reproduces_the_run(db_url: str, predictor_file: P
     with db.transaction() as s:
         before = [(it.k, it.hv, it.n_archive) for it in repo.list_iterations(s, jid)]
     arch_before = check_exactly_once(db, jid, 8 + 2 * 3)
+    with pytest.raises(repo.ConflictError, match="force") as e, db.transaction() as s:
+        repo.resume_job(s, owner, jid, 0)  # later iterations are stored: discarding them needs force
+    assert e.value.field == "force"
     with db.transaction() as s:
-        job = repo.resume_job(s, owner, jid, 0)
+        assert [it.k for it in repo.list_iterations(s, jid)] == [0, 1, 2]  # nothing was lost
+        job = repo.resume_job(s, owner, jid, 0, force=True)
         assert job.state == "queued" and job.cur_iteration == 0
     with db.transaction() as s:
         assert [it.k for it in repo.list_iterations(s, jid)] == [0]

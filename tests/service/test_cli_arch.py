@@ -41,6 +41,7 @@ def test_export_onnx_with_bn_recalibration(supernet_file: Path, tmp_path: Path, 
             str(out),
             "--dataset",
             "digits",
+            "--prepare",
         ]
     )
     assert rc == 0
@@ -65,6 +66,8 @@ def test_export_torch(supernet_file: Path, tmp_path: Path) -> None:
                 "torch",
                 "--out",
                 str(out),
+                "--dataset",
+                "digits",
             ]
         )
         == 0
@@ -76,14 +79,16 @@ def test_export_torch(supernet_file: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--config", "{not json", "--format", "onnx"], "--config: not valid JSON"),
-        (["--config", "/no/such.json", "--format", "onnx"], "neither a JSON object nor an existing file"),
-        (["--config", json.dumps(CFG), "--format", "tflite"], "--format: expected one of ['onnx', 'torch']"),
+        (["--config", "{not json", "--format", "onnx"], "--config: invalid JSON"),
+        (["--config", "/no/such.json", "--format", "onnx"], "--config: /no/such.json is not a readable JSON file"),
+        (["--config", json.dumps(CFG), "--format", "tflite"], "format: expected one of ['onnx', 'torch']"),
         (["--config", json.dumps({**CFG, "d": [9] * 5}), "--format", "onnx"], "d[0]: 9 is not one of [2, 3, 4]"),
+        (["--config", json.dumps(CFG), "--job", "1"], "give either --config or --job"),
     ],
 )
 def test_export_errors_are_one_line(supernet_file: Path, tmp_path: Path, capsys, args: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
-    rc = run_cli(["export", *args, "--supernet", str(supernet_file), "--out", str(tmp_path / "x")])
+    rc = run_cli(["export", *args, "--supernet", str(supernet_file), "--dataset", "digits",
+                  "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("msunas: error: ") and needle in err and err.count("\n") == 1
 

@@ -1,0 +1,67 @@
+"""Server-side admission of a valid job spec: what a spec may ask of *this* server, checked before queueing.
+
+The spec model (``search.spec.JobSpec``) decides what a search is; admission decides what this server runs:
+finite numbers and no NUL characters anywhere, budgets within the server's limits, and every server-side path
+inside a configured data root (resolved, symlinks followed). Violations are ``InputError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from search.provenance import describe
+from search.spec import JobSpec
+from service.settings import Settings
+from supernets.errors import InputError
+
+# server limits on a spec's budget (the columns and the workers need bounded numbers)
+SPEC_LIMITS = {"iterations": 100_000, "n_doe": 1_000_000, "n_iter": 100_000, "seed": 2**63 - 1}
+
+
+def confine(path_str: str, roots: list[Path], field: str) -> None:
+    """``InputError`` unless ``path_str`` (resolved, symlinks followed) lies inside one of ``roots``."""
+    if not roots:
+        raise InputError(field, "this server accepts no server-side paths (no data roots configured)",
+                         hint="the operator sets MSUNAS_DATA_ROOTS or `msunas serve --data-root`")
+    p = Path(os.path.realpath(path_str))
+    for r in roots:
+        rr = Path(os.path.realpath(r))
+        if p == rr or rr in p.parents:
+            return
+    raise InputError(field, "this path is outside the server's data roots")
+
+
+def check_values(x: Any, where: str = "") -> None:
+    """``InputError`` for a non-finite number or a NUL character anywhere in ``x`` (JSON-like)."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            check_values(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(x, list | tuple):
+        for i, v in enumerate(x):
+            check_values(v, f"{where}.{i}")
+    elif isinstance(x, float) and not math.isfinite(x):
+        raise InputError(where or "body", "must be a finite number")
+    elif isinstance(x, str) and "\x00" in x:
+        raise InputError(where or "body", "NUL characters are not allowed")
+
+
+def admit(spec: JobSpec, settings: Settings) -> dict[str, Any]:
+    """Check a valid spec against this server's policy (see the module docstring); returns what the job's
+    architectures will be (``search.provenance.describe``: the supernet named, found and hashed now)."""
+    check_values(spec.model_dump(mode="python"))
+    for field, mx in SPEC_LIMITS.items():
+        v = getattr(spec, field)
+        if v > mx:
+            raise InputError(field, f"at most {mx} on this server, got {v}")
+    if spec.dataset.root:
+        confine(spec.dataset.root, settings.data_roots, "dataset.root")
+    if spec.supernet.path:
+        confine(spec.supernet.path, settings.data_roots, "supernet.path")
+    if spec.evaluator.kind == "oracle":
+        confine(spec.evaluator.path, settings.data_roots, "evaluator.path")
+    if spec.latency_table:
+        confine(spec.latency_table, settings.data_roots, "latency_table")
+    return describe(spec)

@@ -1,0 +1,46 @@
+"""``GET /jobs/{id}/archs/{arch_id}/export``: an archived architecture as ONNX or a PyTorch checkpoint."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from search.export import MEDIA_TYPES, export_architecture
+from service import repository as repo
+from service.deps import ArchId, DbDep, JobId, Owner
+
+router = APIRouter(prefix="/jobs/{job_id}/archs/{arch_id}", tags=["archive"])
+EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"application/onnx": {"schema": {"type": "string", "format": "binary"}},
+                      "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the exported file (ONNX: metadata_props say what it is)"},
+}
+
+
+def _export_bytes(config: dict[str, object], spec: object, fmt: str, metrics: dict[str, object]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="msunas-export-") as d:
+        out = Path(d) / ("arch.onnx" if fmt == "onnx" else "arch.pt")
+        info = export_architecture(config, spec, fmt, out, metrics=metrics)  # type: ignore[arg-type]
+        return Path(info["path"]).read_bytes()
+
+
+@router.get("/export", response_class=Response, responses=EXPORT_RESPONSES)
+async def export(job_id: JobId, arch_id: ArchId, owner: Owner, db: DbDep,
+                 format: Annotated[Literal["onnx", "torch"], Query(description="file format")] = "onnx",  # noqa: A002
+                 ) -> Response:
+    """The architecture extracted from the job's supernet (the one it was found with) as ONNX (checked against
+    PyTorch in ONNX Runtime) or a PyTorch checkpoint. A failed architecture, or a job searched without supernet
+    weights, is 409."""
+    with db.transaction() as s:
+        job = repo.get_job(s, owner, job_id)
+        a = repo.get_architecture(s, job_id, arch_id)
+        repo.check_exportable(job, a)
+        spec, config, metrics = repo.job_spec(job), dict(a.config), dict(a.metrics or {})
+    data = await run_in_threadpool(_export_bytes, config, spec, format, metrics)
+    ext = "onnx" if format == "onnx" else "pt"
+    return Response(content=data, media_type=MEDIA_TYPES[format],
+                    headers={"Content-Disposition": f'attachment; filename="job{job_id}_arch{arch_id}.{ext}"'})

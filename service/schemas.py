@@ -1,0 +1,170 @@
+"""Request and response models of the REST API (they type the OpenAPI document; routes return them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.select import SelectOptions
+from search.spec import JobSpec
+from service.models import JOB_STATES
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+assert set(JobState.__args__) == set(JOB_STATES)  # type: ignore[attr-defined]
+Timestamp = str  # ISO 8601 UTC with a trailing Z
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Out):
+    """``GET /healthz``: the server answers and its database answers and takes writes."""
+
+    status: Literal["ok"]
+    database: str = Field(description="the database dialect (sqlite or postgresql)")
+
+
+class JobListItem(_Out):
+    """One job of ``GET /jobs``."""
+
+    id: int
+    name: str | None
+    state: JobState
+    iteration: int = Field(description="current iteration (-1 before the initial design is proposed)")
+    iterations: int = Field(description="iterations the spec asks for (after the initial design)")
+    created_at: Timestamp
+
+
+class JobPage(_Out):
+    """A page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page (null: last page)."""
+
+    items: list[JobListItem]
+    next_cursor: str | None
+
+
+class Progress(_Out):
+    """Where a job is."""
+
+    iteration: int
+    iterations: int
+    tasks_total: int = Field(description="evaluations of the current iteration")
+    tasks_done: int
+    tasks_running: int
+    n_evaluated: int = Field(description="architectures in the archive (failed ones included)")
+    n_failed: int
+    n_feasible: int = Field(description="successful architectures that meet every constraint")
+
+
+class HvPoint(_Out):
+    """Hypervolume after one iteration."""
+
+    iteration: int
+    hv: float | None
+    n_archive: int
+
+
+class BestArch(_Out):
+    """The successful feasible architecture with the lowest value of one objective."""
+
+    arch_id: int
+    objectives: list[float | None]
+    metrics: dict[str, Any]
+
+
+class ConstraintLine(_Out):
+    """A constraint bounding an objective directly, in the objective's unit (for plots)."""
+
+    axis: int
+    name: str
+    value: float
+
+
+class JobDetail(_Out):
+    """``GET /jobs/{id}``: state, progress, HV history, best figures, the job's spec and warnings."""
+
+    id: int
+    name: str | None
+    state: JobState
+    error: str | None
+    warnings: list[str] = Field(description="e.g. no architecture meets the constraints")
+    created_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None
+    objectives: list[str]
+    constraints: dict[str, float]
+    constraint_mode: str
+    constraint_lines: list[ConstraintLine]
+    spec: JobSpec
+    progress: Progress
+    hv_history: list[HvPoint]
+    best: dict[str, BestArch] = Field(description="min_f1 / min_f2: the best architecture per objective")
+
+
+class IterationOut(_Out):
+    """One stored iteration: archive size, HV, surrogate fit statistics (and, on request, the engine state)."""
+
+    iteration: int
+    n_archive: int
+    hv: float | None
+    surrogate: dict[str, Any] | None
+    stats: dict[str, Any]
+    created_at: Timestamp
+    engine_state: dict[str, Any] | None = Field(default=None, description="with ?include_state=true only")
+
+
+class IterationList(_Out):
+    """Every stored iteration, oldest first."""
+
+    items: list[IterationOut]
+
+
+class ArchOut(_Out):
+    """One evaluated architecture: its config, metrics (counts; latency in ms; top1 in %) and objectives."""
+
+    id: int
+    config: dict[str, Any]
+    key: str
+    iteration: int
+    status: Literal["ok", "failed"] | str
+    feasible: bool | None
+    metrics: dict[str, Any]
+    objectives: list[float | None] | None
+    error: str | None
+    artefact: dict[str, Any] = Field(description="what the architecture is: space, width, classes, resolution, "
+                                     "dataset, supernet identity")
+    block_strings: list[list[str]] | None = Field(default=None, description="timm-style (single architecture only)")
+
+
+class ArchivePage(_Out):
+    """A page of the archive in evaluation order; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[ArchOut]
+    next_cursor: str | None
+
+
+class Selection(_Out):
+    """The architectures ``POST /jobs/{id}/select`` picked, best first."""
+
+    items: list[ArchOut]
+
+
+class TokenInfo(_Out):
+    """The calling token (``GET /tokens/me``)."""
+
+    id: int
+    name: str
+    created_at: Timestamp
+
+
+class ResumeRequest(BaseModel):
+    """Body of ``POST /jobs/{id}/resume``."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_iteration: int | None = Field(default=None, ge=0, le=2**31 - 1,
+                                       description="stored iteration to resume from (default: the latest)")
+    force: bool = Field(default=False, description="discard the iterations stored after from_iteration")
+
+
+SelectRequest = SelectOptions
