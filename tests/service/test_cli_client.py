@@ -14,9 +14,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from service import repository as repo
 from service.app import create_app
-from service.db import Database, upgrade
+from service.db import upgrade
 from service.settings import Settings
 from service.worker import Worker
 from tests.conftest import run_cli
