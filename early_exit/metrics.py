@@ -24,6 +24,13 @@ Raw max-softmax thresholds cannot serve as EDANAS genes: with K classes ``max_p 
 On the normalised scale every ``t < 1`` is a real test for any K, ``t`` means the same for 10 or 1000 classes,
 a smaller ``t`` lets more inputs leave (the direction of EDANAS's own records: docs/early_exit.md), and
 ``t = 1`` (certainty) is the limit that never fires, which is the gene's "no exit".
+
+Exit rules (``early_exit.exit_rule``): the score compared with a threshold is the max-softmax probability
+(``confidence``, the default, above) or EDANAS's softmax margin ``p_top1 - p_top2`` (``margin``: CNAS repository,
+``ExitBlock.confidence`` in ``nsganetv2/ofa/elastic_nn/modules/dynamic_layers.py`` at commit 012c164, the code
+of the EDANAS runs). Under ``margin`` the genes ``t`` are thresholds on the margin itself (EDANAS's reading:
+0 = leave always, 1 = certainty, the "no exit" value) and ``calib_grid`` is in margin units. Every function
+below takes ``rule``; :func:`gene_threshold` maps a gene to the threshold of either rule.
 """
 
 from __future__ import annotations
@@ -36,6 +43,14 @@ from typing import Any
 import numpy as np
 
 DEFAULT_CALIBRATION_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+EXIT_RULES: tuple[str, ...] = ("confidence", "margin")
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it names an exit rule (:data:`EXIT_RULES`), else ``ValueError`` naming the field."""
+    if rule not in EXIT_RULES:
+        raise ValueError(f"exit_rule: expected one of {list(EXIT_RULES)}, got {rule!r}")
+    return rule
 
 
 def confidence_threshold(t: float, n_classes: int) -> float:
@@ -53,6 +68,29 @@ def confidence_threshold(t: float, n_classes: int) -> float:
         return 1.0
     k = float(n_classes)
     return 1.0 / k + tf * (1.0 - 1.0 / k)
+
+
+def gene_threshold(t: float, n_classes: int, rule: str = "confidence") -> float:
+    """The threshold a ``t`` gene gives under ``rule``: :func:`confidence_threshold` for ``confidence``, ``t``
+    itself for ``margin`` (EDANAS compares the margin with ``t`` directly); ``t >= 1`` gives 1.0 (no exit)."""
+    if check_rule(rule) == "confidence":
+        return confidence_threshold(t, n_classes)
+    tf = float(t)
+    if math.isnan(tf) or tf < 0:
+        raise ValueError(f"t: expected a threshold >= 0, got {t!r}")
+    return min(tf, 1.0)
+
+
+def exit_scores(probs: Any, rule: str = "confidence") -> np.ndarray:
+    """Scores compared with the thresholds, over the last axis (K classes): max-softmax (``confidence``) or
+    ``p_top1 - p_top2`` (``margin``)."""
+    p = np.asarray(probs)
+    if check_rule(rule) == "margin":
+        if p.shape[-1] < 2:
+            raise ValueError(f"probs: the margin rule needs at least 2 classes, got {p.shape[-1]}")
+        top2 = np.partition(p, p.shape[-1] - 2, axis=-1)[..., -2:]
+        return top2[..., 1] - top2[..., 0]  # type: ignore[no-any-return]
+    return p.max(axis=-1)  # type: ignore[no-any-return]
 
 
 def normalised_confidence(probs: Any) -> np.ndarray:
@@ -80,13 +118,16 @@ def _thresholds(thresholds: Sequence[float], n_early: int) -> np.ndarray:
     return t
 
 
-def apply_policy(probs: Any, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(exit index, prediction)`` per sample: the first early exit with max-softmax ``>= threshold``, else
-    the final exit. A threshold ``>= 1.0`` disables its exit (as in :meth:`EarlyExitNet.forward_early_exit`)."""
+def apply_policy(
+    probs: Any, thresholds: Sequence[float], rule: str = "confidence"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(exit index, prediction)`` per sample: the first early exit whose score (``rule``: :func:`exit_scores`)
+    is ``>= threshold``, else the final exit. A threshold ``>= 1.0`` disables its exit (as in
+    :meth:`EarlyExitNet.forward_early_exit`)."""
     p = _probs(probs)
     n_exits, n = p.shape[0], p.shape[1]
     t = _thresholds(thresholds, n_exits - 1)
-    conf = p.max(axis=2)
+    conf = exit_scores(p, rule)
     pred_all = p.argmax(axis=2)
     where = np.full(n, n_exits - 1, dtype=np.int64)
     undecided = np.ones(n, dtype=bool)
@@ -122,8 +163,10 @@ def avg_macs(exit_util: Sequence[float], macs: Sequence[float]) -> float:
     return float(r @ m)
 
 
-def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: Sequence[float]) -> dict[str, Any]:
-    """All early-exit metrics of one network and one set of thresholds on a validation split.
+def evaluate_policy(
+    probs: Any, labels: Any, thresholds: Sequence[float], macs: Sequence[float], rule: str = "confidence"
+) -> dict[str, Any]:
+    """All early-exit metrics of one network and one set of thresholds (in ``rule``'s units) on a validation split.
 
     Returns ``top1`` (% as deployed), ``top1_err``, ``avg_macs``, ``exit_util``, ``exit_acc`` (% per exit on
     all samples), ``exit_acc_taken`` (% on the samples leaving there, ``None`` where none did), ``exit_macs``
@@ -135,7 +178,7 @@ def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: 
         raise ValueError(f"labels: expected {p.shape[1]} labels, got shape {y.shape}")
     if len(macs) != p.shape[0]:
         raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
-    where, pred = apply_policy(p, thresholds)
+    where, pred = apply_policy(p, thresholds, rule)
     util = exit_utilisation(where, p.shape[0])
     correct = pred == y
     per_exit = (p.argmax(axis=2) == y[None, :]).mean(axis=1) * 100.0
@@ -164,8 +207,9 @@ def calibrate_thresholds(
     max_avg_macs: float | None = None,
     min_top1: float | None = None,
     grid: Sequence[float] = DEFAULT_CALIBRATION_GRID,
+    rule: str = "confidence",
 ) -> dict[str, Any]:
-    """Choose one threshold per early exit from ``grid`` (exhaustively) after training.
+    """Choose one threshold per early exit from ``grid`` (exhaustively, in ``rule``'s units) after training.
 
     - ``max_avg_macs`` (NACHOS): the thresholds with the best deployed accuracy among those whose
       ``avg_macs <= max_avg_macs`` (ties: fewer MACs).
@@ -187,7 +231,7 @@ def calibrate_thresholds(
     if len(macs) != p.shape[0]:
         raise ValueError(f"macs: expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
     m = np.asarray(list(macs), dtype=np.float64)
-    conf = p.max(axis=2)
+    conf = exit_scores(p, rule)
     correct = p.argmax(axis=2) == y[None, :]
     leave = np.stack([[conf[b] >= t if t < 1.0 else np.zeros(n, bool) for t in g] for b in range(n_early)])
     if n_early == 0:
@@ -225,6 +269,6 @@ def calibrate_thresholds(
     assert fallback is not None
     feasible = best is not None
     choice = best[1] if best is not None else fallback[1]
-    out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist())
+    out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist(), rule)
     out["feasible"] = feasible
     return out

@@ -625,6 +625,7 @@ class Engine:
             n_classes=self.objectives.n_classes,
             width_mult=self.objectives.width_mult,
             head_width=ee.head_width,
+            head=ee.head,
         )
         configs, metrics = [r["config"] for r in ok], [r["metrics"] for r in ok]
         ers.fit(configs, metrics)

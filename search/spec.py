@@ -120,11 +120,23 @@ class EarlyExitSpec(_Strict):
     ``t_values`` are normalised confidences (0 = chance, 1 = certainty): an input leaves at an exit when its
     max-softmax probability reaches ``1/K + t (1 - 1/K)``. ``calib_grid`` is in max-softmax probability units.
     ``loss_weights``: exits after stages 1-4 and the final classifier.
+    ``exit_rule`` / ``head``: ours by default; ``margin`` / ``edanas`` reproduce the CNAS code of the EDANAS runs
+    (docs/early_exit.md, docs/fidelity_19b.md).
     """
 
     exit_mode: Literal["t", "b"] = "t"
     t_values: list[float] = Field(default_factory=lambda: [0.1, 0.2, 1.0], min_length=1)
-    head_width: int = Field(default=128, ge=1)
+    exit_rule: Literal["confidence", "margin"] = Field(
+        default="confidence",
+        description="score an input leaves on: max-softmax (confidence; t normalised to 1/K + t(1 - 1/K)) or "
+        "EDANAS's softmax margin p_top1 - p_top2 (margin; t and calib_grid in margin units)",
+    )
+    head: Literal["ours", "edanas"] = Field(
+        default="ours",
+        description="exit heads: ours (1x1 conv head_width + BN + h_swish, pool, linear) or EDANAS's "
+        "(1x1 conv C->6C + BN + h_swish, pool, 1x1 conv 6C->8C + h_swish, linear; head_width unused)",
+    )
+    head_width: int = Field(default=128, ge=1, le=4096, description="channels of our exit heads (head: ours)")
     loss_weights: list[float] = Field(default_factory=lambda: [1.0] * 5, min_length=5, max_length=5)
     calib_grid: list[float] = Field(
         default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1

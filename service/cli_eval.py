@@ -97,6 +97,8 @@ def register(app: typer.Typer) -> None:
         thresholds: str | None = typer.Option(
             None, "--thresholds", help="early exits: max-softmax thresholds, one per early exit (e.g. 0.9,0.8)"
         ),
+        exit_rule: str = typer.Option("confidence", "--exit-rule", help="early exits: confidence|margin (EDANAS)"),
+        exit_head: str = typer.Option("ours", "--exit-head", help="early exits: ours|edanas (EDANAS's heads)"),
     ) -> None:
         """Export one architecture with weights inherited from a supernet as ONNX or a PyTorch checkpoint.
 
@@ -130,7 +132,8 @@ def register(app: typer.Typer) -> None:
         net_sn = load_supernet(supernet)
         if early:
             _export_early_exit(
-                raw, config, net_sn, supernet, fmt, out, dataset, root, n_epochs, seed, head_width, thresholds
+                raw, config, net_sn, supernet, fmt, out, dataset, root, n_epochs, seed, head_width, thresholds,
+                exit_rule, exit_head,
             )
             return
         prepared, metrics = None, None
@@ -195,9 +198,11 @@ def _export_early_exit(
     seed: int,
     head_width: int,
     thresholds: str | None,
+    exit_rule: str = "confidence",
+    head: str = "ours",
 ) -> None:
     """``msunas export`` of an early-exit config: every exit's logits + the policy (early_exit/export.py)."""
-    from early_exit.evaluate import exit_thresholds
+    from early_exit.evaluate import EarlyExitSettings, exit_thresholds
     from early_exit.export import export_early_exit
     from early_exit.network import exits_of
     from early_exit.space import DEFAULT_T_VALUES
@@ -207,12 +212,13 @@ def _export_early_exit(
     from supernets.ofa_supernet import head_classes, net_width
 
     n_classes, width = head_classes(net_sn), net_width(net_sn)
+    EarlyExitSettings(n_classes=n_classes, exit_rule=exit_rule, head=head)  # names a bad --exit-rule/--exit-head
     r = int(raw["r"][0] if isinstance(raw.get("r"), list) else raw["r"])
     mode = "t" if "t" in raw else "b"
     t_values = list(DEFAULT_T_VALUES)
     if mode == "t" and isinstance(raw["t"], list):  # the config's own values (a search may use another grid)
         t_values = sorted({float(v) for v in raw["t"] if isinstance(v, (int, float))} | {1.0})
-    ee = {"exit_mode": mode, "t_values": t_values, "head_width": head_width}
+    ee = {"exit_mode": mode, "t_values": t_values, "head_width": head_width, "exit_rule": exit_rule, "head": head}
     space = get_search_space("eemobilenetv3", lr=r, ur=r, width_mult=width, exit_mode=mode, t_values=t_values)
     cfg = space.validate(raw)
     thr = _parse_thresholds(thresholds) if thresholds is not None else None
@@ -242,14 +248,15 @@ def _export_early_exit(
             thr = list(metrics["thresholds"])
         x = ev.calibration_batches(r)[0][0][:16].cpu() if ev.calibration_batches(r) else None
     if thr is None:
-        thr = exit_thresholds(cfg, n_classes) if mode == "t" else _stats_thresholds(config_arg, cfg)
+        thr = exit_thresholds(cfg, n_classes, exit_rule) if mode == "t" else _stats_thresholds(config_arg, cfg)
     if thr is None:
         raise ValueError(
             "--thresholds: b-mode exits are calibrated after training; give --thresholds, a net_i.subnet with its"
             " net_i.stats beside it, or --dataset to calibrate them"
         )
     info = export_early_exit(
-        cfg, net_sn, fmt, out, thresholds=thr, net=net, head_width=head_width, metrics=metrics, seed=seed, x=x
+        cfg, net_sn, fmt, out, thresholds=thr, net=net, head_width=head_width, metrics=metrics, seed=seed, x=x,
+        head=head, exit_rule=exit_rule,
     )
     exits = ", ".join(f"s{s + 1}" for s, p in enumerate(exits_of(cfg)) if p) or "none"
     parts = [f"exits {exits} + final", "thresholds " + ", ".join(f"{t:.3g}" for t in info["thresholds"])]
