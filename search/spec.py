@@ -106,6 +106,11 @@ class ProxyEvaluatorSpec(_Strict):
     center: float | None = None
     scale: float | None = Field(default=None, gt=0)
     inherit: bool = Field(default=False, description="naswot/synflow/gradnorm on the supernet's weights")
+    variant: Literal["ours", "zennas"] = Field(
+        default="ours",
+        description="ours, or zennas: the proxies as the Zen-NAS code computes them (docs/proxies.md)",
+    )
+    repeat: int = Field(default=1, ge=1, le=64, description="mean over this many seeded draws (Zen-NAS repeats)")
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
 
 
