@@ -59,8 +59,12 @@ class EarlyExitSettings:
     device: str = "cpu"
     exit_rule: str = "confidence"
     head: str = "ours"
+    calibration: str = "exhaustive"
+    top1_min: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.calibration not in ("exhaustive", "nachos"):
+            raise ValueError(f"calibration: expected exhaustive or nachos, got {self.calibration!r}")
         check_rule(self.exit_rule)
         check_head(self.head)
         if len(self.loss_weights) != N_EARLY_EXITS + 1:
@@ -153,6 +157,14 @@ def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: Ea
         out = eem.evaluate_policy(probs, labels, thr, macs, rule)
         if settings.max_avg_macs is not None:
             out["feasible"] = out["avg_macs"] <= settings.max_avg_macs
+    elif settings.calibration == "nachos":  # NACHOS's epsilon tuning + top1min repair (b-mode)
+        out = eem.nachos_thresholds(
+            probs, labels, macs, max_avg_macs=settings.max_avg_macs, min_top1=settings.top1_min, rule=rule
+        )
+        out["repaired"] = float(out["repaired"])
+        out["top1_ok"] = float(out["top1_ok"])
+        if settings.max_avg_macs is None:
+            out.pop("feasible", None)
     elif settings.max_avg_macs is not None:
         out = eem.calibrate_thresholds(
             probs, labels, macs, max_avg_macs=settings.max_avg_macs, grid=settings.calib_grid, rule=rule

@@ -5,9 +5,10 @@ ONNX (the deployed form)
 Input ``input`` (N, 3, r, r); one output per exit, all (N, K) logits with a dynamic batch axis: ``logits_s<k>`` for
 the early exit after stage ``k`` (stage order), then ``logits`` for the final classifier (the name a single-exit
 export uses). The graph computes every exit for the whole batch; the policy -- softmax each exit, answer at the
-first whose score (max probability, or the top-2 margin under the margin rule) reaches its threshold, else at the final classifier -- is applied by the host,
-because stopping per sample is control flow on data that an ONNX graph over a batch cannot express without
-running every branch anyway. The model's ``metadata_props`` carry what the host needs:
+first whose score (max probability, or the top-2 margin under the margin rule) reaches its threshold, else at
+the final classifier -- is applied by the host, because stopping per sample is control flow on data that an ONNX
+graph over a batch cannot express without running every branch anyway. The model's ``metadata_props`` carry what
+the host needs:
 
 ==========================  =============================================================================
 ``msunas.exit_outputs``     JSON list of the output names in policy order (final last)

@@ -272,3 +272,74 @@ def calibrate_thresholds(
     out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist(), rule)
     out["feasible"] = feasible
     return out
+
+
+NACHOS_EPSILONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8)
+NACHOS_FIRST_MIN = 0.7  # NACHOS's first exit never uses a threshold below 0.7
+NACHOS_STEP = 0.1
+
+
+def nachos_thresholds(
+    probs: Any,
+    labels: Any,
+    macs: Sequence[float],
+    *,
+    max_avg_macs: float | None = None,
+    min_top1: float = 0.0,
+    rule: str = "confidence",
+    epsilons: Sequence[float] = NACHOS_EPSILONS,
+) -> dict[str, Any]:
+    """NACHOS's threshold tuning with its ``top1min`` repair, on stored exit outputs.
+
+    Reproduces CNAS's ``ee_train.py`` (``--tune_epsilon``): (1) one threshold ``e`` for every early exit from
+    ``epsilons`` (the first exit ``max(0.7, e)``) with the best deployed accuracy (first best kept); (2) the repair:
+    when that accuracy is ``>= min_top1`` (%) and ``avg_macs > max_avg_macs``, walk the early exits from the last
+    to the first, lowering the current exit's threshold by 0.1 (more samples leave there) and re-measuring; a step
+    that drops accuracy below ``min_top1`` is undone and the walk moves to the previous exit, a threshold at or below
+    0.11 moves it too; it stops as soon as ``avg_macs <= max_avg_macs``.
+
+    Differences, kept on purpose: NACHOS compares its Bernoulli gates' cumulative confidences with the thresholds
+    (``binary_eval``); here they are compared with the exit rule's scores (``rule``). NACHOS's list aliasing keeps
+    the step that broke the accuracy bound in the thresholds it returns (``best_epsilon = epsilon`` before the
+    loop); here it is undone, so the returned thresholds are the ones measured. Returns
+    :func:`evaluate_policy`'s metrics plus ``feasible`` (budget met; True without a budget), ``repaired`` (the
+    repair brought it under the budget) and ``top1_ok`` (accuracy ``>= min_top1``).
+    """
+    p = _probs(probs)
+    n_early = p.shape[0] - 1
+    if n_early == 0:
+        out = evaluate_policy(p, labels, [], macs, rule)
+        out.update(feasible=max_avg_macs is None or out["avg_macs"] <= max_avg_macs, repaired=False)
+        out["top1_ok"] = out["top1"] >= min_top1
+        return out
+    best: dict[str, Any] | None = None
+    for e in epsilons:
+        thr = [max(NACHOS_FIRST_MIN, float(e))] + [float(e)] * (n_early - 1)
+        cur = evaluate_policy(p, labels, thr, macs, rule)
+        if best is None or cur["top1"] > best["top1"]:
+            best = cur
+    assert best is not None
+    repaired = False
+    if max_avg_macs is not None and best["top1"] >= min_top1:
+        thr = list(best["thresholds"])
+        i = n_early - 1
+        while i >= 0 and best["avg_macs"] > max_avg_macs:
+            trial = list(thr)
+            trial[i] = round(trial[i] - NACHOS_STEP, 10)
+            if trial[i] < 0:
+                i -= 1
+                continue
+            cur = evaluate_policy(p, labels, trial, macs, rule)
+            if cur["top1"] < min_top1:  # undone (NACHOS keeps it by aliasing), then the previous exit
+                i -= 1
+                continue
+            thr, best = trial, cur
+            if best["avg_macs"] <= max_avg_macs:
+                repaired = True
+                break
+            if thr[i] <= 0.11:
+                i -= 1
+    best["feasible"] = max_avg_macs is None or best["avg_macs"] <= max_avg_macs
+    best["repaired"] = repaired
+    best["top1_ok"] = best["top1"] >= min_top1
+    return best

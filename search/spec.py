@@ -147,6 +147,12 @@ class EarlyExitSpec(_Strict):
         default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1
     )
     tolerance: float = Field(default=0.5, ge=0, description="b-mode without a budget: accuracy points given up")
+    calibration: Literal["exhaustive", "nachos"] = Field(
+        default="exhaustive",
+        description="b-mode thresholds: exhaustive over calib_grid (best accuracy within the avg_macs budget) or "
+        "nachos (one common epsilon, then NACHOS's repair lowering thresholds exit by exit under top1_min)",
+    )
+    top1_min: float = Field(default=0.0, ge=0, le=100, description="calibration nachos: NACHOS's top1min (%)")
 
     @field_validator("t_values", "calib_grid")
     @classmethod
@@ -216,7 +222,11 @@ class JobSpec(_Strict):
     objectives: list[str] = Field(default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2)
     latency_table: str | None = None
     constraints: dict[str, float] = Field(default_factory=dict)
-    constraint_mode: Literal["penalty", "hard"] = "penalty"
+    constraint_mode: Literal["penalty", "hard", "nachos"] = Field(
+        default="penalty",
+        description="penalty (CNAS weighted penalty) | hard (feasible first) | nachos (NACHOS's phi-adaptive "
+        "penalty phi*f2 + (1-phi)*penalty on the surrogate population, phi = its feasible share; archive: penalty)",
+    )
     penalty: PenaltySpec = Field(default_factory=PenaltySpec)
     early_exit: EarlyExitSpec | None = None
     predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"

@@ -61,6 +61,8 @@ class EarlyExitEvaluator(SupernetEvaluator):
             device=str(self.device),
             exit_rule=self.ee.exit_rule,
             head=self.ee.head,
+            calibration=self.ee.calibration,
+            top1_min=self.ee.top1_min,
         )
 
     def prepare(self, config: dict[str, Any]) -> tuple[EarlyExitNet, dict[str, float]]:  # type: ignore[override]
