@@ -17,6 +17,11 @@ Parts (``--part``; ``all`` runs them in order; each part updates its own keys of
              predictor trained on n random configs vs (i) the top n of a 3n pool ranked by the proxy (warm start)
              and (ii) the same n random configs with the proxy as a feature (a linear prior mean in the proxy,
              the surrogate fitted on the residuals: the surrogate's own encoding is unchanged).
+``zennas``   ours vs Zen-NAS's implementations (``variant="zennas"``, github.com/idstcv/ZenNAS
+             ``ZeroShotProxy/``) on the same nets: the first ``--n-zennas`` oracle configs of ``corr`` (whose stored
+             scores are ours; 3 of them are recomputed to check they still are), each proxy's Zen-NAS variant
+             (repeat 1, as its search runs) and Zen-score averaged over ``--zen-repeat`` draws; Kendall tau of ours
+             vs theirs per proxy, and of each with the oracle. Stops at ``--budget-s``, keeping what it scored.
 ``solver``   on the oracle problem (bilinear predictor fitted on oracle-labelled configs, MACs bound): predicted
              accuracy of the MILP optimum vs pymoo NSGA-II on the same predictor and bound, wall time of each, and
              the oracle's accuracy of both answers.
@@ -202,6 +207,85 @@ def part_corr(n: int, n_cnas: int, workers: int, budget_s: float, resume: bool =
                 pool.terminate()
                 break
     flush(sum(len(v) for v in done.values()) == len(imagenet) + len(cnas))
+
+
+ZEN_REPEAT_KEY = "zen_zennas_repeat"
+
+
+def _score_zennas(task: tuple[int, dict[str, Any], int]) -> tuple[int, dict[str, float]]:
+    from search import proxies
+
+    i, config, zen_repeat = task
+    out: dict[str, float] = {}
+    for name, bs in NET_PROXIES.items():
+        kw = {"width_mult": 1.2, "n_classes": 1000, "batch_size": bs, "seed": 0, "variant": "zennas"}
+        out[name + "_zennas"], out[name + "_zennas_cpu_s"], _ = _timed(proxies.compute_proxy, name, config, **kw)
+    kw = {"width_mult": 1.2, "n_classes": 1000, "batch_size": NET_PROXIES["zen"], "seed": 0, "variant": "zennas"}
+    out[ZEN_REPEAT_KEY], out[ZEN_REPEAT_KEY + "_cpu_s"], _ = _timed(
+        proxies.compute_proxy, "zen", config, repeat=zen_repeat, **kw
+    )
+    return i, out
+
+
+def part_zennas(n: int, zen_repeat: int, workers: int, budget_s: float) -> None:
+    """Ours vs Zen-NAS's proxy implementations on the same oracle configs (module doc)."""
+    from search import proxies
+
+    res = _load()
+    rows = res.get("raw", {}).get("imagenet", [])[:n]
+    if len(rows) < n:
+        raise SystemExit(f"zennas: needs {n} scored oracle configs from --part corr, found {len(rows)}")
+    recheck = {}
+    for row in rows[:3]:  # the stored scores are still ours (the code of variant "ours" is unchanged)
+        for name, bs in NET_PROXIES.items():
+            v = proxies.compute_proxy(name, row["config"], width_mult=1.2, n_classes=1000, batch_size=bs, seed=0)
+            recheck[name] = max(recheck.get(name, 0.0), abs(v - float(row[name])))
+    t0, load0 = time.perf_counter(), os.getloadavg()
+    done: dict[int, dict[str, float]] = {}
+    with get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        it = pool.imap_unordered(_score_zennas, [(i, r["config"], zen_repeat) for i, r in enumerate(rows)])
+        for i, scores in it:
+            done[i] = scores
+            if len(done) % 10 == 0:
+                print(f"zennas: {len(done)}/{n} scored, {time.perf_counter() - t0:.0f} s", flush=True)
+            if time.perf_counter() - t0 > budget_s:
+                pool.terminate()
+                break
+    idx = sorted(done)
+    y = np.array([float(rows[i]["oracle_top1"]) for i in idx])
+    summary: dict[str, Any] = {}
+    for name in NET_PROXIES:
+        ours = np.array([float(rows[i][name]) for i in idx])
+        theirs = np.array([done[i][name + "_zennas"] for i in idx])
+        summary[name] = {
+            "tau_ours_vs_zennas": float(sps.kendalltau(ours, theirs).statistic),
+            "tau_ours_vs_oracle": float(sps.kendalltau(ours, y).statistic),
+            "tau_zennas_vs_oracle": float(sps.kendalltau(theirs, y).statistic),
+            "zennas_cpu_s_median": float(np.median([done[i][name + "_zennas_cpu_s"] for i in idx])),
+        }
+    rep = np.array([done[i][ZEN_REPEAT_KEY] for i in idx])
+    zen1 = np.array([done[i]["zen_zennas"] for i in idx])
+    summary[f"zen_zennas_repeat{zen_repeat}"] = {
+        "tau_vs_repeat1": float(sps.kendalltau(rep, zen1).statistic),
+        "tau_vs_oracle": float(sps.kendalltau(rep, y).statistic),
+        "tau_vs_ours": float(sps.kendalltau(rep, [float(rows[i]["zen"]) for i in idx]).statistic),
+        "cpu_s_median": float(np.median([done[i][ZEN_REPEAT_KEY + "_cpu_s"] for i in idx])),
+    }
+    res["zennas"] = {
+        "n_planned": n,
+        "n_scored": len(idx),
+        "zen_repeat": zen_repeat,
+        "batch_sizes": NET_PROXIES,
+        "seed": 0,
+        "workers": workers,
+        "wall_s": time.perf_counter() - t0,
+        "loadavg_before": load0,
+        "loadavg_after": os.getloadavg(),
+        "ours_recheck_max_abs_diff": recheck,
+        "summary": summary,
+        "raw": [{"config": rows[i]["config"], **done[i]} for i in idx],
+    }
+    _save(res)
 
 
 def _run_digits_search(out: Path) -> tuple[Path, float]:
@@ -487,13 +571,15 @@ def part_solver(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["corr", "digits", "analysis", "solver", "all"], default="all")
+    ap.add_argument("--part", choices=["corr", "digits", "analysis", "zennas", "solver", "all"], default="all")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--n-cnas", type=int, default=80, help="configs sampled from each CNAS run's archive")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--budget-s", type=float, default=4 * 3600, help="wall-time budget of the corr part")
     ap.add_argument("--resume", action="store_true", help="corr: keep the rows already scored")
     ap.add_argument("--digits-run", default=None, help="digits: a finished digits search folder (default: run one)")
+    ap.add_argument("--n-zennas", type=int, default=100, help="zennas: oracle configs compared")
+    ap.add_argument("--zen-repeat", type=int, default=4, help="zennas: draws averaged by the repeated Zen-score")
     a = ap.parse_args()
     if a.part in ("corr", "all"):
         part_corr(a.n, a.n_cnas, a.workers, a.budget_s, a.resume)
@@ -501,9 +587,11 @@ def main() -> None:
         part_digits(a.digits_run)
     if a.part in ("analysis", "all"):
         part_analysis()
+    if a.part in ("zennas", "all"):
+        part_zennas(a.n_zennas, a.zen_repeat, a.workers, a.budget_s)
     if a.part in ("solver", "all"):
         part_solver()
-    print(json.dumps({k: v for k, v in _load().items() if k != "raw"}, indent=1))
+    print(json.dumps({k: v for k, v in _load().items() if k != "raw"}, indent=1, default=str)[:20000])
 
 
 if __name__ == "__main__":

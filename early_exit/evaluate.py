@@ -6,6 +6,9 @@ max-softmax units ``1/K + t (1 - 1/K)``, :func:`early_exit.metrics.confidence_th
 calibrated after training on the validation outputs (:func:`early_exit.metrics.calibrate_thresholds`):
 with a budget ``max_avg_macs`` the most accurate thresholds meeting it; without one the fewest average MACs
 whose deployed accuracy is within ``tolerance`` percentage points of the best achievable.
+
+``exit_rule`` and ``head`` of :class:`EarlyExitSettings` choose the policy's score (max-softmax, or EDANAS's
+softmax margin) and the exit heads (ours, or EDANAS's), everywhere here: training, measuring, thresholds, MACs.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from typing import Any
 import torch
 
 from early_exit import metrics as eem
+from early_exit.metrics import check_rule
 from early_exit.network import (
     DEFAULT_HEAD_WIDTH,
     N_EARLY_EXITS,
     backbone_macs,
     build_early_exit_net,
+    check_head,
     exit_macs,
     exits_of,
     predict_exits,
@@ -53,8 +58,16 @@ class EarlyExitSettings:
     max_avg_macs: float | None = None
     tolerance: float = 0.5
     device: str = "cpu"
+    exit_rule: str = "confidence"
+    head: str = "ours"
+    calibration: str = "exhaustive"
+    top1_min: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.calibration not in ("exhaustive", "nachos"):
+            raise ValueError(f"calibration: expected exhaustive or nachos, got {self.calibration!r}")
+        check_rule(self.exit_rule)
+        check_head(self.head)
         if len(self.loss_weights) != N_EARLY_EXITS + 1:
             raise InputError(
                 "loss_weights",
@@ -72,11 +85,12 @@ def present_loss_weights(config: Mapping[str, Any], loss_weights: Sequence[float
     return [float(w) for w, p in zip(loss_weights, [*exits_of(config), True], strict=True) if p]
 
 
-def exit_thresholds(config: Mapping[str, Any], n_classes: int) -> list[float] | None:
-    """Max-softmax thresholds of the present early exits of a t-mode config (its normalised ``t`` genes mapped
-    by :func:`early_exit.metrics.confidence_threshold`); ``None`` for b-mode (to be calibrated)."""
+def exit_thresholds(config: Mapping[str, Any], n_classes: int, rule: str = "confidence") -> list[float] | None:
+    """Thresholds of the present early exits of a t-mode config in ``rule``'s units (max-softmax: its normalised
+    ``t`` genes mapped by :func:`early_exit.metrics.confidence_threshold`; margin: ``t`` itself);
+    ``None`` for b-mode (to be calibrated)."""
     if "t" in config:
-        return [eem.confidence_threshold(float(t), n_classes) for t in config["t"] if float(t) < 1.0]
+        return [eem.gene_threshold(float(t), n_classes, rule) for t in config["t"] if float(t) < 1.0]
     return None
 
 
@@ -101,6 +115,7 @@ def evaluate_early_exit(
         width_mult=settings.width_mult,
         head_width=settings.head_width,
         supernet=supernet,
+        head=settings.head,
     )
     weights = present_loss_weights(config, settings.loss_weights)
     history: list[float] = []
@@ -132,21 +147,34 @@ def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: Ea
     exit.
     """
     macs = exit_macs(
-        config, n_classes=settings.n_classes, width_mult=settings.width_mult, head_width=settings.head_width
+        config,
+        n_classes=settings.n_classes,
+        width_mult=settings.width_mult,
+        head_width=settings.head_width,
+        head=settings.head,
     )
-    thr = exit_thresholds(config, settings.n_classes)
+    rule = settings.exit_rule
+    thr = exit_thresholds(config, settings.n_classes, rule)
     if thr is not None:
-        out = eem.evaluate_policy(probs, labels, thr, macs)
+        out = eem.evaluate_policy(probs, labels, thr, macs, rule)
         if settings.max_avg_macs is not None:
             out["feasible"] = out["avg_macs"] <= settings.max_avg_macs
+    elif settings.calibration == "nachos":  # NACHOS's epsilon tuning + top1min repair (b-mode)
+        out = eem.nachos_thresholds(
+            probs, labels, macs, max_avg_macs=settings.max_avg_macs, min_top1=settings.top1_min, rule=rule
+        )
+        out["repaired"] = float(out["repaired"])
+        out["top1_ok"] = float(out["top1_ok"])
+        if settings.max_avg_macs is None:
+            out.pop("feasible", None)
     elif settings.max_avg_macs is not None:
         out = eem.calibrate_thresholds(
-            probs, labels, macs, max_avg_macs=settings.max_avg_macs, grid=settings.calib_grid
+            probs, labels, macs, max_avg_macs=settings.max_avg_macs, grid=settings.calib_grid, rule=rule
         )
     else:
-        best = eem.calibrate_thresholds(probs, labels, macs, grid=settings.calib_grid)
+        best = eem.calibrate_thresholds(probs, labels, macs, grid=settings.calib_grid, rule=rule)
         out = eem.calibrate_thresholds(
-            probs, labels, macs, min_top1=best["top1"] - settings.tolerance, grid=settings.calib_grid
+            probs, labels, macs, min_top1=best["top1"] - settings.tolerance, grid=settings.calib_grid, rule=rule
         )
         out.pop("feasible", None)
     out["macs"] = float(backbone_macs(config, n_classes=settings.n_classes, width_mult=settings.width_mult))

@@ -5,13 +5,17 @@ ONNX (the deployed form)
 Input ``input`` (N, 3, r, r); one output per exit, all (N, K) logits with a dynamic batch axis: ``logits_s<k>`` for
 the early exit after stage ``k`` (stage order), then ``logits`` for the final classifier (the name a single-exit
 export uses). The graph computes every exit for the whole batch; the policy -- softmax each exit, answer at the
-first whose max probability reaches its threshold, else at the final classifier -- is applied by the host,
-because stopping per sample is control flow on data that an ONNX graph over a batch cannot express without
-running every branch anyway. The model's ``metadata_props`` carry what the host needs:
+first whose score (max probability, or the top-2 margin under the margin rule) reaches its threshold, else at
+the final classifier -- is applied by the host, because stopping per sample is control flow on data that an ONNX
+graph over a batch cannot express without running every branch anyway. The model's ``metadata_props`` carry what
+the host needs:
 
 ==========================  =============================================================================
 ``msunas.exit_outputs``     JSON list of the output names in policy order (final last)
-``msunas.thresholds``       JSON list of max-softmax thresholds, one per early exit (``>= 1.0``: disabled)
+``msunas.thresholds``       JSON list of thresholds in the rule's units, one per early exit (``>= 1.0``: disabled)
+``msunas.exit_rule``        the score compared with them: ``"confidence"`` (max-softmax) or ``"margin"``
+                            (``p_top1 - p_top2``, EDANAS); files without it are ``confidence``
+``msunas.exit_head``        the exit heads the graph holds: ``"ours"`` or ``"edanas"``
 ``msunas.exit_macs``        JSON list of the exact MACs of each exit (backbone prefix + head; final last)
 ``msunas.config``           the architecture's config (JSON)
 ==========================  =============================================================================
@@ -27,8 +31,8 @@ lies within 1e-4 of a threshold may go either way and is not counted).
 
 PyTorch checkpoint
 ------------------
-``{"format": "msunas-early-exit", "config", "width_mult", "n_classes", "head_width", "exit_stages",
-"thresholds", "exit_macs", "net_config" (ofa's config of the backbone), "state_dict", "metrics"}``;
+``{"format": "msunas-early-exit", "config", "width_mult", "n_classes", "head_width", "head", "exit_rule",
+"exit_stages", "thresholds", "exit_macs", "net_config" (ofa's config of the backbone), "state_dict", "metrics"}``;
 :func:`load_torch_export` rebuilds the :class:`~early_exit.network.EarlyExitNet` with ``ofa``'s static
 ``MobileNetV3`` alone (no supernet needed).
 """
@@ -47,7 +51,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from early_exit.metrics import apply_policy
+from early_exit.metrics import apply_policy, check_rule, exit_scores
 from early_exit.network import DEFAULT_HEAD_WIDTH, EarlyExitNet, build_early_exit_net, exit_macs, exits_of
 from supernets.errors import InputError
 from supernets.export import save_atomic, temp_beside
@@ -72,7 +76,7 @@ def _check_thresholds(net: EarlyExitNet, thresholds: Sequence[float]) -> list[fl
             f"expected {len(net.exit_stages)} values (one per early exit), got {len(thr)}"
         )
     if any(not np.isfinite(t) or t < 0 for t in thr):
-        raise InputError("thresholds", f"expected max-softmax thresholds >= 0 (>= 1.0 disables an exit), got {thr}")
+        raise InputError("thresholds", f"expected thresholds >= 0 (>= 1.0 disables an exit), got {thr}")
     return thr
 
 
@@ -99,12 +103,12 @@ def run_onnx_policy(path: str | Path, x: np.ndarray) -> tuple[np.ndarray, np.nda
     """``(prediction, exit index)`` per sample of an exported early-exit ONNX file under its own thresholds (the
     order of :meth:`~early_exit.network.EarlyExitNet.forward_early_exit`)."""
     outs, info = onnx_outputs(path, x)
-    where, pred = apply_policy(_softmax(outs), info["thresholds"])
+    where, pred = apply_policy(_softmax(outs), info["thresholds"], str(info.get("exit_rule", "confidence")))
     return pred, where
 
 
-def _near_tie(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    conf = probs.max(axis=2)
+def _near_tie(probs: np.ndarray, thresholds: Sequence[float], rule: str = "confidence") -> np.ndarray:
+    conf = exit_scores(probs, rule)
     tie = np.zeros(probs.shape[1], dtype=bool)
     for b, t in enumerate(thresholds):
         if t < 1.0:
@@ -113,7 +117,13 @@ def _near_tie(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
 
 
 def check_onnx(
-    net: EarlyExitNet, path: str | Path, r: int, thresholds: Sequence[float], *, x: torch.Tensor | None = None
+    net: EarlyExitNet,
+    path: str | Path,
+    r: int,
+    thresholds: Sequence[float],
+    *,
+    x: torch.Tensor | None = None,
+    rule: str = "confidence",
 ) -> dict[str, Any]:
     """Compare an exported file with ``net`` in PyTorch (logits of every exit, and the policy); raises
     ``RuntimeError`` on a mismatch. ``x``: inputs to compare on (default: 16 seeded random images)."""
@@ -122,7 +132,7 @@ def check_onnx(
     net = net.eval()
     with torch.no_grad():
         ref = [o.numpy() for o in net(x)]
-        pred_pt, where_pt = net.forward_early_exit(x, list(thresholds))
+        pred_pt, where_pt = net.forward_early_exit(x, list(thresholds), rule)
     got, _ = onnx_outputs(path, x.numpy())
     worst, scale = 0.0, 0.0
     for g, rf in zip(got, ref, strict=True):
@@ -133,9 +143,9 @@ def check_onnx(
     if not worst <= ONNX_TOLERANCE * max(1.0, scale / 10.0):
         raise RuntimeError(f"export: onnxruntime output differs from PyTorch by {worst:.3g} (> {ONNX_TOLERANCE})")
     probs = _softmax(got)
-    where, pred = apply_policy(probs, thresholds)
+    where, pred = apply_policy(probs, thresholds, rule)
     same = (pred == pred_pt.numpy()) & (where == where_pt.numpy())
-    ties = _near_tie(probs, thresholds)
+    ties = _near_tie(probs, thresholds, rule)
     if not np.all(same | ties):
         bad = int(np.sum(~same & ~ties))
         raise RuntimeError(f"export: the exit policy on onnxruntime outputs disagrees with PyTorch on {bad} inputs")
@@ -159,12 +169,14 @@ def export_onnx(
     opset: int = 17,
     check: bool = True,
     x: torch.Tensor | None = None,
+    rule: str = "confidence",
     metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``net`` as ONNX with every exit's logits and the policy's metadata (module doc; ``metadata`` is added
-    to ``metadata_props``); with ``check``,
-    compare it with PyTorch in ONNX Runtime (:func:`check_onnx`) before the file is put in place."""
+    """Write ``net`` as ONNX with every exit's logits and the policy's metadata (module doc: thresholds, exit
+    rule, head; ``metadata`` is added to ``metadata_props``); with ``check``, compare it with PyTorch in ONNX
+    Runtime (:func:`check_onnx`) before the file is put in place."""
     thr = _check_thresholds(net, thresholds)
+    check_rule(rule)
     path = Path(out).expanduser()
     tmp = temp_beside(path)
     net = net.eval().float().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
@@ -186,6 +198,8 @@ def export_onnx(
         meta = {
             "msunas.exit_outputs": json.dumps(names),
             "msunas.thresholds": json.dumps(thr),
+            "msunas.exit_rule": json.dumps(rule),
+            "msunas.exit_head": json.dumps(net.head),
             "msunas.exit_macs": json.dumps([float(m) for m in macs]),
             "msunas.config": json.dumps(dict(config)),
             **{str(k): str(v) for k, v in (metadata or {}).items() if k != "msunas.config"},
@@ -199,9 +213,11 @@ def export_onnx(
             "input_shape": [1, 3, r, r],
             "outputs": names,
             "thresholds": thr,
+            "exit_rule": rule,
+            "head": net.head,
         }
         if check:
-            info.update(check_onnx(net, tmp, r, thr, x=x))
+            info.update(check_onnx(net, tmp, r, thr, x=x, rule=rule))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -219,10 +235,12 @@ def export_torch(
     thresholds: Sequence[float],
     macs: Sequence[float],
     metrics: Mapping[str, Any] | None = None,
+    rule: str = "confidence",
     artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the self-contained checkpoint described in the module docstring (``artefact``: what it is)."""
     thr = _check_thresholds(net, thresholds)
+    check_rule(rule)
     path = Path(out).expanduser()
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -230,6 +248,8 @@ def export_torch(
         "width_mult": float(width_mult),
         "n_classes": int(net.n_classes),
         "head_width": int(net.head_width),
+        "head": net.head,
+        "exit_rule": rule,
         "exit_stages": [int(s) for s in net.exit_stages],
         "thresholds": thr,
         "exit_macs": [float(m) for m in macs],
@@ -239,7 +259,7 @@ def export_torch(
         "artefact": dict(artefact or {}),
     }
     save_atomic(payload, path)
-    return {"format": "torch", "path": str(path), "thresholds": thr}
+    return {"format": "torch", "path": str(path), "thresholds": thr, "exit_rule": rule, "head": net.head}
 
 
 def load_torch_export(path: str | Path) -> tuple[EarlyExitNet, dict[str, Any]]:
@@ -252,7 +272,8 @@ def load_torch_export(path: str | Path) -> tuple[EarlyExitNet, dict[str, Any]]:
         raise InputError("export", f"{p} is not an msunas early-exit checkpoint")
     sub = build_static(ck["net_config"])
     exits = [s in ck["exit_stages"] for s in range(4)]
-    net = EarlyExitNet(sub, ck["config"]["d"], exits, ck["n_classes"], ck["head_width"])
+    net = EarlyExitNet(sub, ck["config"]["d"], exits, ck["n_classes"], ck["head_width"], ck.get("head", "ours"))
+    ck.setdefault("exit_rule", "confidence")
     net.load_state_dict(ck.pop("state_dict"))
     return net.eval(), ck
 
@@ -269,6 +290,8 @@ def export_early_exit(
     metrics: Mapping[str, Any] | None = None,
     seed: int = 0,
     x: torch.Tensor | None = None,
+    head: str = "ours",
+    exit_rule: str = "confidence",
     metadata: Mapping[str, str] | None = None,
     artefact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -278,7 +301,8 @@ def export_early_exit(
     ``net``: the prepared network (backbone recalibrated and trained jointly with its heads) to write; without it
     the backbone is extracted from ``supernet`` with inherited weights and the heads are freshly initialised
     (seeded by ``seed``: untrained, so only the architecture and the backbone's weights mean anything).
-    ``thresholds``: max-softmax thresholds of the present early exits (stage order). ``x``: inputs for the ONNX
+    ``thresholds``: thresholds of the present early exits (stage order) in ``exit_rule``'s units; ``head``: the
+    heads to build when ``net`` is not given (a given ``net`` keeps its own). ``x``: inputs for the ONNX
     check (default random). Returns a summary (path, outputs, thresholds, exit MACs, parity figures).
     """
     if fmt not in FORMATS:
@@ -287,15 +311,17 @@ def export_early_exit(
     if net is None:
         torch.manual_seed(seed)
         net = build_early_exit_net(
-            config, n_classes=n_classes, width_mult=width, head_width=head_width, supernet=supernet
+            config, n_classes=n_classes, width_mult=width, head_width=head_width, supernet=supernet, head=head
         )
     if [s for s, p in enumerate(exits_of(config)) if p] != net.exit_stages:
         raise InputError("config", f"its exits {exits_of(config)} are not those of the network {net.exit_stages}")
-    macs = exit_macs(config, n_classes=n_classes, width_mult=width, head_width=net.head_width)
+    macs = exit_macs(config, n_classes=n_classes, width_mult=width, head_width=net.head_width, head=net.head)
     net = net.cpu().eval()
     if fmt == "onnx":
-        info = export_onnx(net, int(config["r"]), out, thresholds=thresholds, config=config, macs=macs, x=x,
-                           metadata=metadata)
+        info = export_onnx(
+            net, int(config["r"]), out, thresholds=thresholds, config=config, macs=macs, x=x, rule=exit_rule,
+            metadata=metadata,
+        )
     else:
         backbone = {k: config[k] for k in ("ks", "e", "d", "r")}
         info = export_torch(
@@ -307,6 +333,7 @@ def export_early_exit(
             thresholds=thresholds,
             macs=macs,
             metrics=metrics,
+            rule=exit_rule,
             artefact=artefact,
         )
     info.update(config=dict(config), exit_macs=[float(m) for m in macs])

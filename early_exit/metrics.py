@@ -24,6 +24,13 @@ Raw max-softmax thresholds cannot serve as EDANAS genes: with K classes ``max_p 
 On the normalised scale every ``t < 1`` is a real test for any K, ``t`` means the same for 10 or 1000 classes,
 a smaller ``t`` lets more inputs leave (the direction of EDANAS's own records: docs/early_exit.md), and
 ``t = 1`` (certainty) is the limit that never fires, which is the gene's "no exit".
+
+Exit rules (``early_exit.exit_rule``): the score compared with a threshold is the max-softmax probability
+(``confidence``, the default, above) or EDANAS's softmax margin ``p_top1 - p_top2`` (``margin``: CNAS repository,
+``ExitBlock.confidence`` in ``nsganetv2/ofa/elastic_nn/modules/dynamic_layers.py`` at commit 012c164, the code
+of the EDANAS runs). Under ``margin`` the genes ``t`` are thresholds on the margin itself (EDANAS's reading:
+0 = leave always, 1 = certainty, the "no exit" value) and ``calib_grid`` is in margin units. Every function
+below takes ``rule``; :func:`gene_threshold` maps a gene to the threshold of either rule.
 """
 
 from __future__ import annotations
@@ -38,6 +45,14 @@ import numpy as np
 from supernets.errors import InputError
 
 DEFAULT_CALIBRATION_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0)
+EXIT_RULES: tuple[str, ...] = ("confidence", "margin")
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it names an exit rule (:data:`EXIT_RULES`), else ``ValueError`` naming the field."""
+    if rule not in EXIT_RULES:
+        raise InputError("exit_rule", f"expected one of {list(EXIT_RULES)}, got {rule!r}")
+    return rule
 
 
 def confidence_threshold(t: float, n_classes: int) -> float:
@@ -55,6 +70,29 @@ def confidence_threshold(t: float, n_classes: int) -> float:
         return 1.0
     k = float(n_classes)
     return 1.0 / k + tf * (1.0 - 1.0 / k)
+
+
+def gene_threshold(t: float, n_classes: int, rule: str = "confidence") -> float:
+    """The threshold a ``t`` gene gives under ``rule``: :func:`confidence_threshold` for ``confidence``, ``t``
+    itself for ``margin`` (EDANAS compares the margin with ``t`` directly); ``t >= 1`` gives 1.0 (no exit)."""
+    if check_rule(rule) == "confidence":
+        return confidence_threshold(t, n_classes)
+    tf = float(t)
+    if math.isnan(tf) or tf < 0:
+        raise InputError("t", f"expected a threshold >= 0, got {t!r}")
+    return min(tf, 1.0)
+
+
+def exit_scores(probs: Any, rule: str = "confidence") -> np.ndarray:
+    """Scores compared with the thresholds, over the last axis (K classes): max-softmax (``confidence``) or
+    ``p_top1 - p_top2`` (``margin``)."""
+    p = np.asarray(probs)
+    if check_rule(rule) == "margin":
+        if p.shape[-1] < 2:
+            raise InputError("probs", f"the margin rule needs at least 2 classes, got {p.shape[-1]}")
+        top2 = np.partition(p, p.shape[-1] - 2, axis=-1)[..., -2:]
+        return top2[..., 1] - top2[..., 0]  # type: ignore[no-any-return]
+    return p.max(axis=-1)  # type: ignore[no-any-return]
 
 
 def normalised_confidence(probs: Any) -> np.ndarray:
@@ -82,13 +120,16 @@ def _thresholds(thresholds: Sequence[float], n_early: int) -> np.ndarray:
     return t
 
 
-def apply_policy(probs: Any, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(exit index, prediction)`` per sample: the first early exit with max-softmax ``>= threshold``, else
-    the final exit. A threshold ``>= 1.0`` disables its exit (as in :meth:`EarlyExitNet.forward_early_exit`)."""
+def apply_policy(
+    probs: Any, thresholds: Sequence[float], rule: str = "confidence"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(exit index, prediction)`` per sample: the first early exit whose score (``rule``: :func:`exit_scores`)
+    is ``>= threshold``, else the final exit. A threshold ``>= 1.0`` disables its exit (as in
+    :meth:`EarlyExitNet.forward_early_exit`)."""
     p = _probs(probs)
     n_exits, n = p.shape[0], p.shape[1]
     t = _thresholds(thresholds, n_exits - 1)
-    conf = p.max(axis=2)
+    conf = exit_scores(p, rule)
     pred_all = p.argmax(axis=2)
     where = np.full(n, n_exits - 1, dtype=np.int64)
     undecided = np.ones(n, dtype=bool)
@@ -124,8 +165,10 @@ def avg_macs(exit_util: Sequence[float], macs: Sequence[float]) -> float:
     return float(r @ m)
 
 
-def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: Sequence[float]) -> dict[str, Any]:
-    """All early-exit metrics of one network and one set of thresholds on a validation split.
+def evaluate_policy(
+    probs: Any, labels: Any, thresholds: Sequence[float], macs: Sequence[float], rule: str = "confidence"
+) -> dict[str, Any]:
+    """All early-exit metrics of one network and one set of thresholds (in ``rule``'s units) on a validation split.
 
     Returns ``top1`` (% as deployed), ``top1_err``, ``avg_macs``, ``exit_util``, ``exit_acc`` (% per exit on
     all samples), ``exit_acc_taken`` (% on the samples leaving there, ``None`` where none did), ``exit_macs``
@@ -137,7 +180,7 @@ def evaluate_policy(probs: Any, labels: Any, thresholds: Sequence[float], macs: 
         raise InputError("labels", f"expected {p.shape[1]} labels, got shape {y.shape}")
     if len(macs) != p.shape[0]:
         raise InputError("macs", f"expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
-    where, pred = apply_policy(p, thresholds)
+    where, pred = apply_policy(p, thresholds, rule)
     util = exit_utilisation(where, p.shape[0])
     correct = pred == y
     per_exit = (p.argmax(axis=2) == y[None, :]).mean(axis=1) * 100.0
@@ -166,8 +209,9 @@ def calibrate_thresholds(
     max_avg_macs: float | None = None,
     min_top1: float | None = None,
     grid: Sequence[float] = DEFAULT_CALIBRATION_GRID,
+    rule: str = "confidence",
 ) -> dict[str, Any]:
-    """Choose one threshold per early exit from ``grid`` (exhaustively) after training.
+    """Choose one threshold per early exit from ``grid`` (exhaustively, in ``rule``'s units) after training.
 
     - ``max_avg_macs`` (NACHOS): the thresholds with the best deployed accuracy among those whose
       ``avg_macs <= max_avg_macs`` (ties: fewer MACs).
@@ -189,7 +233,7 @@ def calibrate_thresholds(
     if len(macs) != p.shape[0]:
         raise InputError("macs", f"expected {p.shape[0]} values (one per exit, final last), got {len(macs)}")
     m = np.asarray(list(macs), dtype=np.float64)
-    conf = p.max(axis=2)
+    conf = exit_scores(p, rule)
     correct = p.argmax(axis=2) == y[None, :]
     leave = np.stack([[conf[b] >= t if t < 1.0 else np.zeros(n, bool) for t in g] for b in range(n_early)])
     if n_early == 0:
@@ -227,6 +271,77 @@ def calibrate_thresholds(
     assert fallback is not None
     feasible = best is not None
     choice = best[1] if best is not None else fallback[1]
-    out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist())
+    out = evaluate_policy(p, y, [g[i] for i in choice], m.tolist(), rule)
     out["feasible"] = feasible
     return out
+
+
+NACHOS_EPSILONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8)
+NACHOS_FIRST_MIN = 0.7  # NACHOS's first exit never uses a threshold below 0.7
+NACHOS_STEP = 0.1
+
+
+def nachos_thresholds(
+    probs: Any,
+    labels: Any,
+    macs: Sequence[float],
+    *,
+    max_avg_macs: float | None = None,
+    min_top1: float = 0.0,
+    rule: str = "confidence",
+    epsilons: Sequence[float] = NACHOS_EPSILONS,
+) -> dict[str, Any]:
+    """NACHOS's threshold tuning with its ``top1min`` repair, on stored exit outputs.
+
+    Reproduces CNAS's ``ee_train.py`` (``--tune_epsilon``): (1) one threshold ``e`` for every early exit from
+    ``epsilons`` (the first exit ``max(0.7, e)``) with the best deployed accuracy (first best kept); (2) the repair:
+    when that accuracy is ``>= min_top1`` (%) and ``avg_macs > max_avg_macs``, walk the early exits from the last
+    to the first, lowering the current exit's threshold by 0.1 (more samples leave there) and re-measuring; a step
+    that drops accuracy below ``min_top1`` is undone and the walk moves to the previous exit, a threshold at or below
+    0.11 moves it too; it stops as soon as ``avg_macs <= max_avg_macs``.
+
+    Differences, kept on purpose: NACHOS compares its Bernoulli gates' cumulative confidences with the thresholds
+    (``binary_eval``); here they are compared with the exit rule's scores (``rule``). NACHOS's list aliasing keeps
+    the step that broke the accuracy bound in the thresholds it returns (``best_epsilon = epsilon`` before the
+    loop); here it is undone, so the returned thresholds are the ones measured. Returns
+    :func:`evaluate_policy`'s metrics plus ``feasible`` (budget met; True without a budget), ``repaired`` (the
+    repair brought it under the budget) and ``top1_ok`` (accuracy ``>= min_top1``).
+    """
+    p = _probs(probs)
+    n_early = p.shape[0] - 1
+    if n_early == 0:
+        out = evaluate_policy(p, labels, [], macs, rule)
+        out.update(feasible=max_avg_macs is None or out["avg_macs"] <= max_avg_macs, repaired=False)
+        out["top1_ok"] = out["top1"] >= min_top1
+        return out
+    best: dict[str, Any] | None = None
+    for e in epsilons:
+        thr = [max(NACHOS_FIRST_MIN, float(e))] + [float(e)] * (n_early - 1)
+        cur = evaluate_policy(p, labels, thr, macs, rule)
+        if best is None or cur["top1"] > best["top1"]:
+            best = cur
+    assert best is not None
+    repaired = False
+    if max_avg_macs is not None and best["top1"] >= min_top1:
+        thr = list(best["thresholds"])
+        i = n_early - 1
+        while i >= 0 and best["avg_macs"] > max_avg_macs:
+            trial = list(thr)
+            trial[i] = round(trial[i] - NACHOS_STEP, 10)
+            if trial[i] < 0:
+                i -= 1
+                continue
+            cur = evaluate_policy(p, labels, trial, macs, rule)
+            if cur["top1"] < min_top1:  # undone (NACHOS keeps it by aliasing), then the previous exit
+                i -= 1
+                continue
+            thr, best = trial, cur
+            if best["avg_macs"] <= max_avg_macs:
+                repaired = True
+                break
+            if thr[i] <= 0.11:
+                i -= 1
+    best["feasible"] = max_avg_macs is None or best["avg_macs"] <= max_avg_macs
+    best["repaired"] = repaired
+    best["top1_ok"] = best["top1"] >= min_top1
+    return best

@@ -13,6 +13,12 @@ The backbone is an OFA ``OFAMobileNetV3`` subnet extracted with ``set_active_sub
 its cost does not grow with K beyond the linear layer). The final exit is the subnet's own classifier
 (final expand 1x1 conv -> pool -> feature-mix 1x1 conv -> linear).
 
+``head="edanas"`` attaches EDANAS's exit instead (:class:`EdanasExitHead`, a copy of MobileNetV3's final part
+scaled to the stage: for C channels ``Conv 1x1 C->6C + BN + h_swish -> pool -> Conv 1x1 6C->8C (no bias, no BN)
++ h_swish -> Linear(8C, K)``), as the CNAS repository's ``ExitBlock`` builds it
+(``nsganetv2/ofa/elastic_nn/modules/dynamic_layers.py`` and ``EEMobileNetV3`` in
+``nsganetv2/ofa/imagenet_codebase/networks/mobilenet_v3.py``, commit 012c164, the code of the EDANAS runs).
+
 MACs follow once-for-all's ``count_net_flops`` conventions: a convolution costs
 ``in_channels * output_elements * k * k / groups``, a linear layer ``in * out``; batch norm, activations,
 pooling, the SE multiply and residual additions cost nothing. The MACs of exit ``b`` are those of the backbone
@@ -21,7 +27,9 @@ plain subnet. :func:`exit_macs` computes them from the config alone (nothing is 
 
 Policy
 ------
-At inference a sample leaves at the first exit whose max-softmax confidence is ``>= threshold``; a threshold of
+At inference a sample leaves at the first exit whose score is ``>= threshold``. The score is the exit rule's
+(:data:`early_exit.metrics.EXIT_RULES`): ``confidence`` (default) the max-softmax probability, ``margin``
+EDANAS's softmax margin ``p_top1 - p_top2`` (``ExitBlock.confidence`` in the CNAS code above). A threshold of
 ``1.0`` (or more) disables an exit (a float32 softmax can round to exactly 1.0, so "no exit" is explicit, not a
 confidence test); the final classifier takes whatever is left. :meth:`EarlyExitNet.forward_early_exit` runs the
 policy for real (samples that left are not computed further); :func:`early_exit.metrics.apply_policy` applies
@@ -44,11 +52,25 @@ from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 from ofa.utils.layers import LinearLayer
 from torch import nn
 
+from early_exit.metrics import check_rule
 from supernets import codec
 from supernets.errors import InputError
 
 N_EARLY_EXITS = 4
 DEFAULT_HEAD_WIDTH = 128
+HEADS: tuple[str, ...] = ("ours", "edanas")
+COUNTS: tuple[str, ...] = ("ofa", "torchprofile")
+EDANAS_EXPAND = 6  # EDANAS exit: C -> 6C (MobileNetV3's final expand ratio, 160 -> 960)
+EDANAS_MIX = 8  # then 6C -> 8C (MobileNetV3's feature mix, 160 -> 1280)
+
+
+def check_head(head: str) -> str:
+    """``head`` if it names an exit head (:data:`HEADS`), else ``ValueError`` naming the field."""
+    if head not in HEADS:
+        raise InputError("head", f"expected one of {list(HEADS)}, got {head!r}")
+    return head
+
+
 
 
 # -- analytic MACs ---------------------------------------------------------------------------------------------
@@ -68,13 +90,22 @@ def stage_shapes(r: int, width_mult: float = 1.0) -> list[tuple[int, int]]:
     return out
 
 
-def backbone_stage_macs(config: Mapping[str, Any], width_mult: float = 1.0) -> list[int]:
-    """MACs of [stem + first block, stage 1, ..., stage 5, final part without the classifier] (7 numbers)."""
+def backbone_stage_macs(config: Mapping[str, Any], width_mult: float = 1.0, count: str = "ofa") -> list[int]:
+    """MACs of [stem + first block, stage 1, ..., stage 5, final part without the classifier] (7 numbers).
+
+    ``count="torchprofile"`` adds what ``torchprofile.profile_macs`` (0.0.4, the version of the CNAS runs, which
+    counts batch norm as free) counts beyond once-for-all's counter: one multiply per output element of every
+    ``aten::mul`` (the h_swish activations, ``x * relu6(x + 3) / 6``, and the SE re-scaling ``x * y``) and one per
+    output element of every ``aten::mean`` (the SE and global poolings, taken as two means, W then H).
+    """
+    if count not in COUNTS:
+        raise InputError("count", f"expected one of {list(COUNTS)}, got {count!r}")
+    tp = count == "torchprofile"
     w = codec.stage_widths(width_mult)
     r = int(config["r"])
     h = _out_size(r, 2)
-    stem = 3 * w[0] * h * h * 9
-    first = w[0] * h * h * 9 + w[0] * w[1] * h * h  # depthwise 3x3 (expand 1) + pointwise
+    stem = 3 * w[0] * h * h * 9 + (w[0] * h * h if tp else 0)  # stem conv (+ its h_swish)
+    first = w[0] * h * h * 9 + w[0] * w[1] * h * h  # depthwise 3x3 (expand 1) + pointwise (ReLU: free)
     parts = [stem + first]
     c_in = w[1]
     for s in range(codec.N_STAGES):
@@ -88,19 +119,54 @@ def backbone_stage_macs(config: Mapping[str, Any], width_mult: float = 1.0) -> l
             h_out = _out_size(h, stride)
             macs += c_in * mid * h * h  # inverted bottleneck 1x1
             macs += mid * h_out * h_out * k * k  # depthwise
+            if tp and not codec.STAGE_RELU[s]:
+                macs += mid * h * h + mid * h_out * h_out  # h_swish after the 1x1 and after the depthwise
             if codec.STAGE_SE[s]:
                 se_mid = codec.make_divisible(mid // 4, 8)
                 macs += 2 * mid * se_mid  # SE reduce + expand on the pooled 1x1 map
+                if tp:
+                    macs += mid * h_out + mid + mid * h_out * h_out  # two means, then x * y
             macs += mid * c_out * h_out * h_out  # point-linear 1x1
             c_in, h = c_out, h_out
         parts.append(macs)
-    parts.append(c_in * w[7] * h * h + w[7] * w[8])  # final expand 1x1 + feature mix on the pooled map
+    final = c_in * w[7] * h * h + w[7] * w[8]  # final expand 1x1 + feature mix on the pooled map
+    if tp:
+        final += w[7] * h * h + w[7] * h + w[7] + w[8]  # h_swish, two means, h_swish
+    parts.append(final)
     return [int(p) for p in parts]
 
 
-def head_macs(channels: int, side: int, n_classes: int, head_width: int = DEFAULT_HEAD_WIDTH) -> int:
-    """MACs of one :class:`ExitHead` on a ``channels x side x side`` input."""
-    return int(channels * head_width * side * side + head_width * n_classes)
+def head_macs(
+    channels: int,
+    side: int,
+    n_classes: int,
+    head_width: int = DEFAULT_HEAD_WIDTH,
+    head: str = "ours",
+    count: str = "ofa",
+) -> int:
+    """MACs of one exit head on a ``channels x side x side`` input: :class:`ExitHead` (``head="ours"``) or
+    :class:`EdanasExitHead` (``head="edanas"``; ``head_width`` is then ignored). ``count``: as
+    :func:`backbone_stage_macs` (torchprofile also counts the pooling and, for EDANAS's head, its h_swish)."""
+    check_head(head)
+    if count not in COUNTS:
+        raise InputError("count", f"expected one of {list(COUNTS)}, got {count!r}")
+    tp = count == "torchprofile"
+    c, hw = int(channels), side * side
+    if head == "edanas":
+        e, f = EDANAS_EXPAND * c, EDANAS_MIX * c
+        extra = e * hw + e * side + e + f if tp else 0  # h_swish, two means, h_swish
+        return int(c * e * hw + e * f + f * n_classes + extra)
+    extra = head_width if tp else 0  # adaptive average pool (nn.Hardswish is not counted by torchprofile)
+    return int(c * head_width * hw + head_width * n_classes + extra)
+
+
+def head_params(channels: int, n_classes: int, head_width: int = DEFAULT_HEAD_WIDTH, head: str = "ours") -> int:
+    """Parameters of one exit head (weights, biases, BN scale and shift) on a stage with ``channels`` channels."""
+    c = int(channels)
+    if check_head(head) == "edanas":
+        e, f = EDANAS_EXPAND * c, EDANAS_MIX * c
+        return c * e + 2 * e + e * f + f * n_classes + n_classes
+    return c * head_width + 2 * head_width + head_width * n_classes + n_classes
 
 
 def exits_of(config: Mapping[str, Any]) -> list[bool]:
@@ -126,23 +192,28 @@ def exit_macs(
     width_mult: float = 1.0,
     head_width: int = DEFAULT_HEAD_WIDTH,
     exits: Sequence[bool] | None = None,
+    head: str = "ours",
+    count: str = "ofa",
 ) -> list[int]:
     """Exact MACs of each present exit, in order, final classifier last (backbone prefix + head).
 
     ``exits`` overrides which early exits are present (default: from the config's ``t``/``b``; none when the
-    config has neither, which gives ``[backbone MACs]``).
+    config has neither, which gives ``[backbone MACs]``). ``head``: the exit heads (:data:`HEADS`).
+    ``count``: ``ofa`` (once-for-all's counter, the default everywhere) or ``torchprofile`` (what
+    ``torchprofile.profile_macs`` 0.0.4 reports, :func:`backbone_stage_macs`; for comparing with records made
+    with it, e.g. EDANAS's).
     """
     present = list(exits) if exits is not None else exits_of(config)
     if len(present) != N_EARLY_EXITS:
         raise InputError("exits", f"expected {N_EARLY_EXITS} booleans, got {len(present)}")
-    parts = backbone_stage_macs(config, width_mult)
+    parts = backbone_stage_macs(config, width_mult, count=count)
     shapes = stage_shapes(int(config["r"]), width_mult)
     prefix = np.cumsum(parts)  # prefix[s] = MACs up to the end of stage s (s = 1..5), prefix[6] = + final part
     out = []
     for s in range(N_EARLY_EXITS):
         if present[s]:
             c, h = shapes[s]
-            out.append(int(prefix[s + 1]) + head_macs(c, h, n_classes, head_width))
+            out.append(int(prefix[s + 1]) + head_macs(c, h, n_classes, head_width, head=head, count=count))
     out.append(int(prefix[-1]) + codec.stage_widths(width_mult)[8] * n_classes)
     return out
 
@@ -169,6 +240,51 @@ class ExitHead(nn.Module):
         return self.linear(torch.flatten(self.pool(self.act(self.bn(self.conv(x)))), 1))
 
 
+class _HSwish(nn.Module):
+    """once-for-all's h_swish, ``x * relu6(x + 3) / 6`` (what EDANAS's exits use; one ``aten::mul``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * nn.functional.relu6(x + 3.0) / 6.0
+
+
+class EdanasExitHead(nn.Module):
+    """EDANAS's exit: MobileNetV3's final part scaled to the stage (module doc), as CNAS's ``ExitBlock`` builds it:
+    ``Conv 1x1 C->6C + BN + h_swish``, global average pool (mean over W then H), ``Conv 1x1 6C->8C`` (no bias,
+    no BN) ``+ h_swish``, ``Linear(8C, K)``."""
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        e, f = EDANAS_EXPAND * in_channels, EDANAS_MIX * in_channels
+        self.expand = nn.Conv2d(in_channels, e, 1, bias=False)
+        self.bn = nn.BatchNorm2d(e)
+        self.act1 = _HSwish()
+        self.mix = nn.Conv2d(e, f, 1, bias=False)
+        self.act2 = _HSwish()
+        self.linear = nn.Linear(f, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the exit for a stage output ``x``."""
+        x = self.act1(self.bn(self.expand(x)))
+        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        return self.linear(torch.flatten(self.act2(self.mix(x)), 1))
+
+
+def make_head(in_channels: int, n_classes: int, head_width: int = DEFAULT_HEAD_WIDTH, head: str = "ours") -> nn.Module:
+    """One exit head of kind ``head`` (:data:`HEADS`) on a stage output with ``in_channels`` channels."""
+    if check_head(head) == "edanas":
+        return EdanasExitHead(in_channels, n_classes)
+    return ExitHead(in_channels, n_classes, head_width)
+
+
+def exit_score(prob: torch.Tensor, rule: str = "confidence") -> torch.Tensor:
+    """Per-sample score of softmax outputs ``prob`` (N, K) under an exit rule: max-softmax (``confidence``) or
+    ``p_top1 - p_top2`` (``margin``, EDANAS's ``ExitBlock.confidence``)."""
+    if check_rule(rule) == "margin":
+        top = prob.topk(2, dim=1).values
+        return top[:, 0] - top[:, 1]
+    return prob.max(dim=1).values
+
+
 class EarlyExitNet(nn.Module):
     """An OFA MobileNetV3 subnet with exit heads after some of stages 1-4.
 
@@ -190,6 +306,7 @@ class EarlyExitNet(nn.Module):
         exits: Sequence[bool],
         n_classes: int,
         head_width: int = DEFAULT_HEAD_WIDTH,
+        head: str = "ours",
     ) -> None:
         super().__init__()
         if len(exits) != N_EARLY_EXITS:
@@ -201,12 +318,13 @@ class EarlyExitNet(nn.Module):
         self.classifier = subnet.classifier
         self.n_classes = int(n_classes)
         self.head_width = int(head_width)
+        self.head = check_head(head)
         self.exit_stages = [s for s in range(N_EARLY_EXITS) if exits[s]]
         ends = np.cumsum(list(depths))  # index in blocks of the last layer of stage s is ends[s]
         self.stage_end = [int(v) for v in ends]
         widths = [int(blk.conv.out_channels) for blk in subnet.blocks]
         self.heads = nn.ModuleDict(
-            {str(s): ExitHead(widths[self.stage_end[s]], n_classes, head_width) for s in self.exit_stages}
+            {str(s): make_head(widths[self.stage_end[s]], n_classes, head_width, head) for s in self.exit_stages}
         )
 
     @property
@@ -234,11 +352,15 @@ class EarlyExitNet(nn.Module):
         return outs
 
     @torch.no_grad()
-    def forward_early_exit(self, x: torch.Tensor, thresholds: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_early_exit(
+        self, x: torch.Tensor, thresholds: Sequence[float], rule: str = "confidence"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Deployed inference: ``(predictions, exit index)`` per sample; samples that left are not computed on.
 
-        ``thresholds`` has one value per early exit present (stage order); ``>= 1.0`` disables that exit.
+        ``thresholds`` has one value per early exit present (stage order), in the units of ``rule``
+        (:func:`exit_score`); ``>= 1.0`` disables that exit.
         """
+        check_rule(rule)
         if len(thresholds) != len(self.exit_stages):
             raise InputError("thresholds", f"expected {len(self.exit_stages)} values (one per early exit)")
         n = x.shape[0]
@@ -255,7 +377,7 @@ class EarlyExitNet(nn.Module):
                 if thr >= 1.0:
                     continue
                 prob = torch.softmax(self.heads[str(self.exit_stages[k])](h), dim=1)
-                conf, p = prob.max(dim=1)
+                conf, p = exit_score(prob, rule), prob.argmax(dim=1)
                 leave = conf >= thr
                 pred[alive[leave]] = p[leave]
                 where[alive[leave]] = k
@@ -303,11 +425,13 @@ def build_early_exit_net(
     head_width: int = DEFAULT_HEAD_WIDTH,
     supernet: Any = None,
     exits: Sequence[bool] | None = None,
+    head: str = "ours",
 ) -> EarlyExitNet:
-    """Extract the subnet of ``config`` from ``supernet`` (inherited weights) and attach its exit heads."""
+    """Extract the subnet of ``config`` from ``supernet`` (inherited weights) and attach its exit heads
+    (``head``: :data:`HEADS`)."""
     present = list(exits) if exits is not None else exits_of(config)
     subnet = build_subnet(config, n_classes=n_classes, width_mult=width_mult, supernet=supernet)
-    return EarlyExitNet(subnet, config["d"], present, n_classes, head_width)
+    return EarlyExitNet(subnet, config["d"], present, n_classes, head_width, head)
 
 
 # -- training and inference -------------------------------------------------------------------------------------

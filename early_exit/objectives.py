@@ -37,12 +37,13 @@ def exit_macs_table(
     n_classes: int = 1000,
     width_mult: float = 1.0,
     head_width: int = DEFAULT_HEAD_WIDTH,
+    head: str = "ours",
 ) -> np.ndarray:
     """(N, 5) float64 MACs of the exits after stages 1..4 (NaN where absent) and of the final exit."""
     out = np.full((len(configs), N_EARLY_EXITS + 1), np.nan)
     for i, c in enumerate(configs):
         present = exits_of(c)
-        m = exit_macs(c, n_classes=n_classes, width_mult=width_mult, head_width=head_width)
+        m = exit_macs(c, n_classes=n_classes, width_mult=width_mult, head_width=head_width, head=head)
         cols = [s for s in range(N_EARLY_EXITS) if present[s]] + [N_EARLY_EXITS]
         out[i, cols] = m
     return out
@@ -65,10 +66,18 @@ def _exit_key(config: Mapping[str, Any], s: int) -> tuple[int, float]:
 class ExitRateModel:
     """Predicts exit utilisation and ``avg_macs`` of unevaluated configs from evaluated ones (see module doc)."""
 
-    def __init__(self, *, n_classes: int = 1000, width_mult: float = 1.0, head_width: int = DEFAULT_HEAD_WIDTH):
+    def __init__(
+        self,
+        *,
+        n_classes: int = 1000,
+        width_mult: float = 1.0,
+        head_width: int = DEFAULT_HEAD_WIDTH,
+        head: str = "ours",
+    ):
         self.n_classes = n_classes
         self.width_mult = width_mult
         self.head_width = head_width
+        self.head = head
         self.rates_: dict[tuple[int, float], float] = {}
         self.stage_rates_: dict[int, float] = {}
 
@@ -111,7 +120,7 @@ class ExitRateModel:
     def predict(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predicted ``avg_macs`` (float64, MACs) of each config."""
         table = exit_macs_table(
-            configs, n_classes=self.n_classes, width_mult=self.width_mult, head_width=self.head_width
+            configs, n_classes=self.n_classes, width_mult=self.width_mult, head_width=self.head_width, head=self.head
         )
         res = np.empty(len(configs))
         for i, util in enumerate(self.predict_util(configs)):
@@ -162,9 +171,15 @@ class ExitRateSurrogate:
         n_classes: int,
         width_mult: float = 1.0,
         head_width: int = DEFAULT_HEAD_WIDTH,
+        head: str = "ours",
     ) -> None:
         self.space = space
-        self.kw: dict[str, Any] = {"n_classes": n_classes, "width_mult": width_mult, "head_width": head_width}
+        self.kw: dict[str, Any] = {
+            "n_classes": n_classes,
+            "width_mult": width_mult,
+            "head_width": head_width,
+            "head": head,
+        }
         self.model_ = ExitRateModel(**self.kw)
         self.n_train_ = 0
 

@@ -162,7 +162,7 @@ class _InnerProblem(Problem):
 
     def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         X = np.asarray(np.round(X), dtype=np.int64)
-        F, G, _ = self.engine._predict(X, self.surrogates)
+        F, G, _ = self.engine._predict(X, self.surrogates, population=True)
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
@@ -625,6 +625,7 @@ class Engine:
             n_classes=self.objectives.n_classes,
             width_mult=self.objectives.width_mult,
             head_width=ee.head_width,
+            head=ee.head,
         )
         configs, metrics = [r["config"] for r in ok], [r["metrics"] for r in ok]
         ers.fit(configs, metrics)
@@ -640,13 +641,16 @@ class Engine:
         if torch is not None:
             torch.manual_seed(seed)
 
-    def _predict(self, X: np.ndarray, surrogates: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Predicted objectives F, hard constraints G and total violation of genomes (exact costs)."""
+    def _predict(
+        self, X: np.ndarray, surrogates: Mapping[str, Any], population: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted objectives F, hard constraints G and total violation of genomes (exact costs); ``population``:
+        the rows form one population (NACHOS's phi-adaptive penalty, ``constraint_mode: nachos``)."""
         arrays = genome_arrays(X, self._resolutions)
         costs = self.objectives.costs_of_arrays(arrays, lambda: self.space.decode_many(X))
         err = surrogates["top1_err"].predict(X)
         metr = {m: s.predict(X) for m, s in surrogates.items() if m != "top1_err"}
-        F, G = self.objectives.evaluate(100.0 - err, costs, metr)
+        F, G = self.objectives.evaluate(100.0 - err, costs, metr, population)
         cv = self.objectives.violation(costs, metr)
         return F, G, cv
 
@@ -698,7 +702,7 @@ class Engine:
         known = {g.tobytes() for g in self._archive_genomes()}
         fresh = [i for i, g in enumerate(pool) if g.tobytes() not in known]
         pool = pool[fresh]
-        Fp, _, cvp = self._predict(pool, sur) if len(pool) else (np.zeros((0, 2)), None, np.zeros(0))
+        Fp, _, cvp = self._predict(pool, sur, population=True) if len(pool) else (np.zeros((0, 2)), None, np.zeros(0))
         chosen = self._select(Fp, cvp, self.spec.n_iter)
         configs = [self.space.decode(pool[i]) for i in chosen]
         timing["select"] = time.perf_counter() - t0

@@ -149,7 +149,7 @@ def _early_exit(cfg: dict[str, Any], spec: JobSpec, net_sn: nn.Module, fmt: str,
         batches = ev.calibration_batches(int(cfg["r"]))
         x = batches[0][0][:16].cpu() if batches else None
     if thr is None:
-        thr = exit_thresholds(cfg, int(artefact["n_classes"])) if "t" in cfg else None
+        thr = exit_thresholds(cfg, int(artefact["n_classes"]), ee.exit_rule) if "t" in cfg else None
     if thr is None:
         thr = thresholds_of_metrics(cfg, metrics or {})
     if thr is None:
@@ -158,8 +158,8 @@ def _early_exit(cfg: dict[str, Any], spec: JobSpec, net_sn: nn.Module, fmt: str,
                          "prepare the network on its dataset (--prepare) to calibrate them")
     shown = measured if measured is not None else dict(metrics or {})
     info = export_early_exit(cfg, net_sn, fmt, out, thresholds=thr, net=net, head_width=ee.head_width,
-                             metrics=shown, seed=spec.seed, x=x, metadata=onnx_metadata(cfg, artefact, shown),
-                             artefact=artefact)
+                             metrics=shown, seed=spec.seed, x=x, head=ee.head, exit_rule=ee.exit_rule,
+                             metadata=onnx_metadata(cfg, artefact, shown), artefact=artefact)
     info["trained_heads"] = net is not None
     if measured is not None:
         info["metrics"] = measured

@@ -285,10 +285,33 @@ class Objectives:
         """``alpha * top1_err + alpha_norm * (1 - alpha) * R`` with the current ``alpha_norm``."""
         return np.asarray(top1_robust(top1_err, r, alpha=self.alpha, alpha_norm=self.alpha_norm), dtype=np.float64)
 
-    def second_objective(
-        self, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray], f1: np.ndarray | None = None
+    def phi_adaptive(
+        self, f2: np.ndarray, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]
     ) -> np.ndarray:
-        """f2 in its unit (see the table), including the penalty in penalty mode (``f1``: top1_err, for top1_robust)."""
+        """NACHOS's phi-adaptive penalty of a population's raw f2: ``phi * f2 + (1 - phi) * penalty``.
+
+        ``phi`` is the share of the population meeting every constraint and ``penalty`` the weighted violation
+        times ``penalty.factor`` (:meth:`penalty`). Reproduces CNAS's ``cnas.py``
+        (``AuxiliarySingleLevelProblem._evaluate``, NACHOS branch: ``phi = len([c <= mmax]) / len(compl)``,
+        ``sec_obj = phi * ci + (1 - phi) * max(0, ci - mmax) * penalty``), generalised from one avg-MACs bound to
+        every constraint of the job. With all members feasible it is f2; with none, only the violation counts.
+        """
+        pen = self.penalty(costs, metrics)
+        phi = float(np.mean(self.violation(costs, metrics) <= 0.0)) if len(f2) else 0.0
+        return phi * f2 + (1.0 - phi) * pen
+
+    def second_objective(
+        self,
+        costs: Mapping[str, np.ndarray],
+        metrics: Mapping[str, np.ndarray],
+        f1: np.ndarray | None = None,
+        population: bool = False,
+    ) -> np.ndarray:
+        """f2 in its unit (see the table), including the penalty in penalty mode (``f1``: top1_err, for top1_robust).
+
+        ``constraint_mode: nachos``: for a ``population`` (the inner NSGA-II's, and the candidate pool) the
+        phi-adaptive penalty (:meth:`phi_adaptive`); for archived records the penalty mode's f2.
+        """
         assert self.second is not None
         name = self.second.name
         if name == "tiny_ml":
@@ -306,18 +329,25 @@ class Objectives:
             f2 = self.top1_robust(np.asarray(f1, dtype=np.float64), np.asarray(metrics["robustness"], dtype=np.float64))
         else:  # pragma: no cover - registry and this switch are kept together
             raise InputError("objectives", f"no rule for {name!r}")
-        if self.mode == "penalty" and (self.constraints or name == "tiny_ml"):
+        if self.mode == "nachos" and population and self.constraints:
+            return self.phi_adaptive(f2, costs, metrics)
+        if self.mode in ("penalty", "nachos") and (self.constraints or name == "tiny_ml"):
             f2 = f2 + self.penalty(costs, metrics)
         return f2
 
     def evaluate(
-        self, top1: np.ndarray, costs: Mapping[str, np.ndarray], metrics: Mapping[str, np.ndarray]
+        self,
+        top1: np.ndarray,
+        costs: Mapping[str, np.ndarray],
+        metrics: Mapping[str, np.ndarray],
+        population: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Objective matrix F (N, n_obj) and hard-mode constraints G (N, n_constr) from top-1 (%) and costs."""
+        """Objective matrix F (N, n_obj) and hard-mode constraints G (N, n_constr) from top-1 (%) and costs
+        (``population``: the rows are one surrogate population, for ``constraint_mode: nachos``)."""
         f1 = 100.0 - np.asarray(top1, dtype=np.float64)
         cols = [f1]
         if self.n_obj == 2:
-            cols.append(self.second_objective(costs, metrics, f1))
+            cols.append(self.second_objective(costs, metrics, f1, population))
         F = np.stack(cols, axis=1)
         G = self.constraint_values(costs, metrics) if self.mode == "hard" else np.zeros((len(f1), 0))
         return F, G

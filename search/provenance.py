@@ -32,7 +32,7 @@ from typing import Any
 import torch.nn as nn
 
 from search.objectives import n_classes_of
-from search.spec import JobSpec
+from search.spec import EarlyExitSpec, JobSpec
 from supernets.errors import InputError
 from supernets.ofa_supernet import build_supernet, head_classes, load_supernet, net_width
 from supernets.train import builtin_digits_path, builtin_digits_ready
@@ -106,8 +106,9 @@ def supernet_id(ref: Mapping[str, Any]) -> str:
 
 
 def describe(spec: JobSpec, ref: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The artefact description of the job's architectures (without the per-architecture resolution)."""
-    return {
+    """The artefact description of the job's architectures (without the per-architecture resolution); early-exit
+    jobs add their exit heads and rule (``early_exit``)."""
+    desc: dict[str, Any] = {
         "search_space": spec.search_space,
         "width_mult": float(spec.width_mult),
         "n_classes": n_classes_of(spec),
@@ -115,6 +116,11 @@ def describe(spec: JobSpec, ref: Mapping[str, Any] | None = None) -> dict[str, A
         "supernet": dict(ref) if ref is not None else supernet_ref(spec),
         "msunas_version": msunas_version(),
     }
+    if spec.search_space == "eemobilenetv3":
+        ee = spec.early_exit or EarlyExitSpec()
+        desc["early_exit"] = {"exit_mode": ee.exit_mode, "exit_rule": ee.exit_rule, "head": ee.head,
+                              "head_width": ee.head_width}
+    return desc
 
 
 def arch_artefact(config: Mapping[str, Any], desc: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,31 @@ N(0,1) weights), so it ignores ``supernet``.
 Inputs are Gaussian images at the config's resolution (or ``resolution=``), drawn from a generator seeded
 with ``seed``; NASWOT and GradNorm may instead be given a real mini-batch ``data=(images, labels)``.
 Early-exit configs (``t``/``b`` genes) are scored on their backbone: exits do not change these proxies.
+
+Variants (``variant=``) and repeats (``repeat=``)
+-------------------------------------------------
+``variant="ours"`` (default) is the table above. ``variant="zennas"`` computes zen, naswot, synflow and gradnorm
+as the Zen-NAS code does (github.com/idstcv/ZenNAS, ``ZeroShotProxy/compute_{zen,NASWOT,syncflow,gradnorm}_score.py``),
+on the same once-for-all subnet:
+
+- every proxy re-initialises the weights with ``network_weight_gaussian_init`` (conv/linear N(0,1), bias 0; BN
+  weight 1, bias 0) -- no inherited weights -- and runs BN in train mode (a freshly built ``nn.Module``);
+- **zen**: input ``x`` and ``x + gamma * x2`` (``x2`` an independent Gaussian batch); the BN term reads each BN's
+  ``running_var`` after both passes (momentum 0.1 from fresh statistics, so ``0.81 + 0.09 var_1 + 0.1 var_2``),
+  not the batch variance; with ``repeat`` the same network is re-initialised each time and its running
+  statistics carry over, as ``compute_nas_score(..., repeat)`` does; the score is the mean;
+- **naswot**: codes of the inputs of the ``nn.ReLU`` modules only (ZenNAS hooks ``basic_blocks.RELU``; an OFA
+  MobileNetV3 also has h_swish, which ours counts), ``log|det K|`` by ``slogdet`` (sign ignored);
+- **synflow**: BN in *train* mode (ours: eval), ``abs`` of every tensor of the state dict, float64, one all-ones
+  image, ``sum(logits)`` backpropagated; score = sum over conv/linear layers of the mean over output channels of
+  ``sum |w * dR/dw|`` (ours: the sum over all parameters, logged). ZenNAS returns ``-score``, which makes its
+  search prefer *smaller* SynFlow; msunas keeps larger = better and reports ``+score`` (documented difference).
+  Train-mode BN on one image fails on a 1x1 final map (r < 36): ``ValueError`` naming ``resolution``;
+- **gradnorm**: the global L2 norm of the gradients of *all* parameters (``sqrt(sum ||g||^2)``; ours: the sum of
+  the conv/linear weights' norms, logged), cross-entropy of a Gaussian batch with random labels.
+
+``repeat=N`` scores ``N`` times with fresh draws (seeds ``seed``, ``seed + 1``, ...: new weights and inputs) and
+returns the mean, as Zen-NAS averages its Zen-score over ``repeat_times`` (its search itself uses 1).
 """
 
 from __future__ import annotations
@@ -70,6 +95,8 @@ WEIGHTS = {
     "macs": "none",
 }
 ZEN_MIXUP = 0.01
+VARIANTS: tuple[str, ...] = ("ours", "zennas")
+MAX_REPEAT = 64
 
 
 def register_proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
@@ -257,6 +284,130 @@ def _gradnorm(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> fl
     return float(math.log(total)) if total > 0 else float("-inf")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Zen-NAS's implementations (variant="zennas"); each takes the built net, the config and the context
+
+
+def _zennas_gaussian_init(net: nn.Module) -> None:
+    """Zen-NAS's ``network_weight_gaussian_init`` (every ``compute_*_score.py``), under the global torch RNG."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _zennas_zen(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> float:
+    """``compute_zen_score.compute_nas_score`` (repeats on the same network, running statistics carried over)."""
+    r, bs, seed = ctx["resolution"], ctx["batch_size"], ctx["seed"]
+    for m in net.modules():  # a fresh nn.BatchNorm2d: running_var = 1, momentum 0.1
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = 0.1
+    net.train()
+    scores = []
+    for k in range(ctx["repeat"]):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + k)
+            _zennas_gaussian_init(net)
+        x = _gaussian((bs, 3, r, r), seed + k)
+        x2 = _gaussian((bs, 3, r, r), seed + k + 1_000_003)
+        with torch.no_grad():
+            out = _forward_pre_gap(net, x)
+            out2 = _forward_pre_gap(net, x + ZEN_MIXUP * x2)
+            score = torch.mean(torch.sum(torch.abs(out - out2), dim=[1, 2, 3]))
+            log_bn = 0.0
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    log_bn += float(torch.log(torch.sqrt(torch.mean(m.running_var))))  # type: ignore[arg-type]
+        scores.append(float(torch.log(score)) + log_bn)
+    return float(np.mean(scores))
+
+
+def _zennas_naswot(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> float:
+    """``compute_NASWOT_score.compute_nas_score``: ReLU modules' input codes, ``slogdet`` (sign ignored)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx["seed"])
+        _zennas_gaussian_init(net)
+    images = ctx["images"]
+    n = images.shape[0]
+    kk = np.zeros((n, n))
+
+    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        x = (inp[0].detach().reshape(n, -1) > 0).double()
+        kk[:] += (x @ x.t() + (1.0 - x) @ (1.0 - x.t())).numpy()
+
+    hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+    net.train()
+    try:
+        with torch.no_grad():
+            net(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    _, ld = np.linalg.slogdet(kk)
+    return float(ld) if np.isfinite(ld) else -1e6  # singular: the worst score (ZenNAS would return -inf)
+
+
+def _zennas_synflow(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> float:
+    """``compute_syncflow_score.do_compute_nas_score`` with the sign of SynFlow (ZenNAS returns its negative)."""
+    r = ctx["resolution"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx["seed"])
+        _zennas_gaussian_init(net)
+    net.train()
+    with torch.no_grad():
+        for t in net.state_dict().values():  # linearize(): abs of every tensor, buffers included
+            if t.is_floating_point():
+                t.abs_()
+    net.zero_grad()
+    net = net.double()
+    try:
+        out = net(torch.ones(1, 3, r, r, dtype=torch.float64))
+    except ValueError as e:  # train-mode BN on one image with a 1x1 map: "Expected more than 1 value per channel"
+        raise InputError("resolution", f"the zennas synflow variant needs a final map larger than 1x1 ({e})") from None
+    torch.sum(out).backward()
+    score = 0.0
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                g = m.weight.grad
+                a = torch.abs(m.weight * g) if g is not None else torch.zeros_like(m.weight)
+                score += float(torch.mean(torch.sum(a, dim=list(range(1, a.ndim)))))
+    return score
+
+
+def _zennas_gradnorm(net: nn.Module, config: dict[str, Any], ctx: dict[str, Any]) -> float:
+    """``compute_gradnorm_score.compute_nas_score``: global L2 norm of all parameters' gradients."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx["seed"])
+        _zennas_gaussian_init(net)
+    net.train()
+    net.zero_grad()
+    out = net(ctx["images"])
+    one_hot = F.one_hot(ctx["labels"], out.shape[1]).float()
+    loss = -(one_hot * F.log_softmax(out, dim=1)).sum(dim=1).mean()
+    loss.backward()
+    norm2 = 0.0
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.grad is not None:
+                norm2 += float(torch.norm(p.grad)) ** 2
+    return float(math.sqrt(norm2))
+
+
+_ZENNAS: dict[str, ProxyFn] = {
+    "zen": _zennas_zen,
+    "naswot": _zennas_naswot,
+    "synflow": _zennas_synflow,
+    "gradnorm": _zennas_gradnorm,
+}
+
+
 def _cost(metric: str) -> ProxyFn:
     def fn(net: nn.Module | None, config: dict[str, Any], ctx: dict[str, Any]) -> float:
         m = cost_metrics([config], width_mult=ctx["width_mult"], n_classes=ctx["n_classes"])
@@ -286,9 +437,14 @@ def compute_proxy(
     seed: int = 0,
     supernet: nn.Module | None = None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    variant: str = "ours",
+    repeat: int = 1,
 ) -> float:
     """Score one architecture with proxy ``name`` (larger = predicted more accurate).
 
+    ``variant``: ``ours`` or ``zennas`` (Zen-NAS's implementations, module doc; Gaussian weights, so
+    ``supernet`` and ``data`` are not used). ``repeat``: the mean over that many seeded draws (``seed``,
+    ``seed + 1``, ...), as Zen-NAS averages its scores.
     ``resolution`` defaults to the config's ``r``; ``batch_size`` images are drawn from N(0,1) with ``seed``
     (ignored by synflow, which uses one all-ones image); ``data=(images, labels)`` replaces the Gaussian batch
     for naswot and gradnorm. ``supernet`` (an ``OFAMobileNetV3``) gives inherited weights (not for zen).
@@ -296,6 +452,10 @@ def compute_proxy(
     """
     if name not in _REGISTRY:
         raise InputError("name", f"unknown proxy {name!r} (one of {proxy_names()})")
+    if variant not in VARIANTS:
+        raise InputError("variant", f"expected one of {list(VARIANTS)}, got {variant!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise InputError("repeat", f"expected an integer in 1..{MAX_REPEAT}, got {repeat!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
         raise InputError("batch_size", f"expected an integer >= 2, got {batch_size!r}")
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
@@ -314,6 +474,17 @@ def compute_proxy(
     }
     if name not in _NEEDS_NET:
         return _REGISTRY[name](None, c, ctx)
+    if variant == "zennas":
+        return _zennas_score(name, c, ctx, width_mult, n_classes, repeat)
+    if repeat > 1:
+        draws = [
+            compute_proxy(
+                name, c, width_mult=width_mult, n_classes=n_classes, resolution=r, batch_size=batch_size,
+                seed=int(seed) + k, supernet=supernet, data=data,
+            )
+            for k in range(repeat)
+        ]
+        return float(np.mean(draws))
     if data is not None:
         images, labels = data
         if images.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[0] < 2:
@@ -327,6 +498,27 @@ def compute_proxy(
         c, width_mult=width_mult, n_classes=n_classes, seed=seed, supernet=None if name == "zen" else supernet
     )
     return float(_REGISTRY[name](net, c, ctx))
+
+
+def _zennas_score(
+    name: str, c: dict[str, Any], ctx: dict[str, Any], width_mult: float, n_classes: int, repeat: int
+) -> float:
+    """Zen-NAS's implementation of ``name`` (module doc); zen repeats on one network, the others are re-drawn."""
+    net = build_subnet(c, width_mult=width_mult, n_classes=n_classes, seed=ctx["seed"])
+    if name == "zen":
+        return _ZENNAS["zen"](net, c, ctx | {"repeat": repeat})
+    scores = []
+    r, bs, seed = ctx["resolution"], ctx["batch_size"], ctx["seed"]
+    for k in range(repeat):
+        g = torch.Generator().manual_seed(seed + k + 7)
+        draw = ctx | {
+            "seed": seed + k,
+            "images": _gaussian((bs, 3, r, r), seed + k),
+            "labels": torch.randint(0, n_classes, (bs,), generator=g),
+        }
+        fresh = net if k == 0 else build_subnet(c, width_mult=width_mult, n_classes=n_classes, seed=seed + k)
+        scores.append(_ZENNAS[name](fresh, c, draw))
+    return float(np.mean(scores))
 
 
 def compute_proxies(name: str, configs: Sequence[Mapping[str, Any]], **kw: Any) -> np.ndarray:

@@ -115,6 +115,11 @@ class ProxyEvaluatorSpec(_Strict):
     center: float | None = None
     scale: float | None = Field(default=None, gt=0)
     inherit: bool = Field(default=False, description="naswot/synflow/gradnorm on the supernet's weights")
+    variant: Literal["ours", "zennas"] = Field(
+        default="ours",
+        description="ours, or zennas: the proxies as the Zen-NAS code computes them (docs/proxies.md)",
+    )
+    repeat: int = Field(default=1, ge=1, le=64, description="mean over this many seeded draws (Zen-NAS repeats)")
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
 
 
@@ -129,16 +134,34 @@ class EarlyExitSpec(_Strict):
     ``t_values`` are normalised confidences (0 = chance, 1 = certainty): an input leaves at an exit when its
     max-softmax probability reaches ``1/K + t (1 - 1/K)``. ``calib_grid`` is in max-softmax probability units.
     ``loss_weights``: exits after stages 1-4 and the final classifier.
+    ``exit_rule`` / ``head``: ours by default; ``margin`` / ``edanas`` reproduce the CNAS code of the EDANAS runs
+    (docs/early_exit.md, docs/fidelity_19b.md).
     """
 
     exit_mode: Literal["t", "b"] = "t"
     t_values: list[float] = Field(default_factory=lambda: [0.1, 0.2, 1.0], min_length=1)
-    head_width: int = Field(default=128, ge=1)
+    exit_rule: Literal["confidence", "margin"] = Field(
+        default="confidence",
+        description="score an input leaves on: max-softmax (confidence; t normalised to 1/K + t(1 - 1/K)) or "
+        "EDANAS's softmax margin p_top1 - p_top2 (margin; t and calib_grid in margin units)",
+    )
+    head: Literal["ours", "edanas"] = Field(
+        default="ours",
+        description="exit heads: ours (1x1 conv head_width + BN + h_swish, pool, linear) or EDANAS's "
+        "(1x1 conv C->6C + BN + h_swish, pool, 1x1 conv 6C->8C + h_swish, linear; head_width unused)",
+    )
+    head_width: int = Field(default=128, ge=1, le=4096, description="channels of our exit heads (head: ours)")
     loss_weights: list[float] = Field(default_factory=lambda: [1.0] * 5, min_length=5, max_length=5)
     calib_grid: list[float] = Field(
         default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1
     )
     tolerance: float = Field(default=0.5, ge=0, description="b-mode without a budget: accuracy points given up")
+    calibration: Literal["exhaustive", "nachos"] = Field(
+        default="exhaustive",
+        description="b-mode thresholds: exhaustive over calib_grid (best accuracy within the avg_macs budget) or "
+        "nachos (one common epsilon, then NACHOS's repair lowering thresholds exit by exit under top1_min)",
+    )
+    top1_min: float = Field(default=0.0, ge=0, le=100, description="calibration nachos: NACHOS's top1min (%)")
 
     @field_validator("t_values", "calib_grid")
     @classmethod
@@ -208,7 +231,11 @@ class JobSpec(_Strict):
     objectives: list[str] = Field(default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2)
     latency_table: str | None = None
     constraints: dict[str, float] = Field(default_factory=dict)
-    constraint_mode: Literal["penalty", "hard"] = "penalty"
+    constraint_mode: Literal["penalty", "hard", "nachos"] = Field(
+        default="penalty",
+        description="penalty (CNAS weighted penalty) | hard (feasible first) | nachos (NACHOS's phi-adaptive "
+        "penalty phi*f2 + (1-phi)*penalty on the surrogate population, phi = its feasible share; archive: penalty)",
+    )
     penalty: PenaltySpec = Field(default_factory=PenaltySpec)
     early_exit: EarlyExitSpec | None = None
     predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"

@@ -6,8 +6,9 @@ supernet evaluator's data, supernet, BN calibration batches and seeded epochs, a
 1. extracts the backbone subnet with inherited weights and recalibrates its BN statistics;
 2. attaches the exit heads (:class:`early_exit.network.EarlyExitNet`) and trains backbone and exits jointly for
    ``evaluator.n_epochs`` (weighted exit losses, ``early_exit.loss_weights``);
-3. runs every exit once on the validation split and scores the confidence policy: thresholds from ``t``
-   (EDANAS; normalised confidences, ``1/K + t (1 - 1/K)`` in max-softmax units), or calibrated for ``b``
+3. runs every exit once on the validation split and scores the exit policy (``early_exit.exit_rule``:
+   max-softmax ``confidence`` or EDANAS's softmax ``margin``; heads by ``early_exit.head``): thresholds from ``t``
+   (EDANAS; for ``confidence`` normalised, ``1/K + t (1 - 1/K)`` in max-softmax units), or calibrated for ``b``
    (NACHOS: under ``constraints.avg_macs`` when given, else the fewest average MACs within
    ``early_exit.tolerance`` points of the best accuracy).
 
@@ -59,6 +60,10 @@ class EarlyExitEvaluator(SupernetEvaluator):
             max_avg_macs=job.constraints.get("avg_macs"),
             tolerance=self.ee.tolerance,
             device=str(self.device),
+            exit_rule=self.ee.exit_rule,
+            head=self.ee.head,
+            calibration=self.ee.calibration,
+            top1_min=self.ee.top1_min,
         )
 
     def prepare(self, config: dict[str, Any]) -> tuple[EarlyExitNet, dict[str, float]]:  # type: ignore[override]
@@ -72,7 +77,8 @@ class EarlyExitEvaluator(SupernetEvaluator):
             recalibrate_bn(sub, self.calibration_batches(r))
         t2 = time.perf_counter()
         torch.manual_seed(seed)
-        net = EarlyExitNet(sub, cfg["d"], exits_of(cfg), self.n_classes, self.settings.head_width).to(self.device)
+        st = self.settings
+        net = EarlyExitNet(sub, cfg["d"], exits_of(cfg), self.n_classes, st.head_width, st.head).to(self.device)
         metrics: dict[str, Any] = {"train_loss": None}
         if o.n_epochs > 0:
             g = torch.Generator().manual_seed(seed)

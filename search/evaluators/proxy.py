@@ -41,6 +41,13 @@ DEFAULT_CALIBRATION: dict[str, tuple[float, float]] = {
     "params": (7.0e6, 1.5e6),
     "macs": (4.0e8, 1.5e8),
 }
+# variant "zennas" (Zen-NAS's implementations, search.proxies): SynFlow and GradNorm are raw, not logged
+ZENNAS_CALIBRATION: dict[str, tuple[float, float]] = {
+    "zen": (62.0, 5.0),
+    "naswot": (14.5, 0.4),  # times batch_size
+    "synflow": (3.0e5, 3.0e5),
+    "gradnorm": (5.0e4, 5.0e4),
+}
 _DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
 
 
@@ -66,9 +73,15 @@ class ProxyEvaluator(Evaluator):
         scale: float | None = None,
         supernet: Any = None,
         num_threads: int | None = None,
+        variant: str = "ours",
+        repeat: int = 1,
     ) -> None:
         if name not in proxies.proxy_names():
             raise InputError("evaluator.name", f"unknown proxy {name!r} (one of {proxies.proxy_names()})")
+        if variant not in proxies.VARIANTS:
+            raise InputError("evaluator.variant", f"expected one of {list(proxies.VARIANTS)}, got {variant!r}")
+        if variant == "zennas" and supernet is not None:
+            raise InputError("evaluator.inherit", "the zennas variant re-initialises every network (Gaussian weights)")
         self.name = name
         self.kw: dict[str, Any] = {
             "width_mult": width_mult,
@@ -77,8 +90,12 @@ class ProxyEvaluator(Evaluator):
             "seed": seed,
             "resolution": resolution,
             "supernet": supernet,
+            "variant": variant,
+            "repeat": repeat,
         }
-        c0, s0 = DEFAULT_CALIBRATION[name]
+        c0, s0 = (ZENNAS_CALIBRATION if variant == "zennas" else DEFAULT_CALIBRATION).get(
+            name, DEFAULT_CALIBRATION[name]
+        )
         if name == "naswot":
             c0, s0 = c0 * batch_size, s0 * batch_size
         self.center = c0 if center is None else float(center)
@@ -131,4 +148,6 @@ def _factory(job: JobSpec) -> Evaluator:
         scale=spec.scale,
         supernet=_load_supernet(job, int(n_classes)) if spec.inherit else None,
         num_threads=spec.num_threads,
+        variant=spec.variant,
+        repeat=spec.repeat,
     )

@@ -231,7 +231,8 @@ def _spec_of_artefact(artefact: dict[str, Any], supernet: str | None) -> dict[st
 
 
 def _export_spec(raw: dict[str, Any], artefact: dict[str, Any] | None, supernet: str | None, dataset: str | None,
-                 root: str | None, head_width: int | None, seed: int) -> JobSpec:
+                 root: str | None, head_width: int | None, seed: int, exit_rule: str | None = None,
+                 exit_head: str | None = None) -> JobSpec:
     """The job spec an export runs under: from the artefact the config carries, or from the options."""
     if artefact is not None:
         data = _spec_of_artefact(artefact, supernet)
@@ -253,14 +254,19 @@ def _export_spec(raw: dict[str, Any], artefact: dict[str, Any] | None, supernet:
     data["seed"] = seed
     if data["search_space"] == "eemobilenetv3":
         mode = "t" if "t" in raw else "b"
-        ee: dict[str, Any] = {"exit_mode": mode}
+        ee: dict[str, Any] = {k: v for k, v in ((artefact or {}).get("early_exit") or {}).items()
+                              if k in ("exit_rule", "head", "head_width")}
+        ee["exit_mode"] = mode
         if mode == "t":  # the config's own t values (a search may use another grid than the default)
             ee["t_values"] = sorted({float(v) for v in raw["t"]} | {1.0})
-        if head_width is not None:
-            ee["head_width"] = head_width
+        for key, value in (("head_width", head_width), ("exit_rule", exit_rule), ("head", exit_head)):
+            if value is not None:
+                ee[key] = value
         data["early_exit"] = ee
-    elif head_width is not None:
-        raise InputError("--head-width", "only early-exit architectures have exit heads")
+    else:
+        for opt, value in (("--head-width", head_width), ("--exit-rule", exit_rule), ("--exit-head", exit_head)):
+            if value is not None:
+                raise InputError(opt, "only early-exit architectures have exit heads and rules")
     return load_spec(data)
 
 
@@ -293,8 +299,12 @@ def export(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     head_width: Annotated[int | None, typer.Option("--head-width", min=1, max=4096, help="early exits: channels of "
                                                    "the exit heads")] = None,
-    thresholds: Annotated[str | None, typer.Option("--thresholds", help="early exits: max-softmax thresholds, one "
-                                                   "per early exit (e.g. 0.9,0.8)")] = None,
+    thresholds: Annotated[str | None, typer.Option("--thresholds", help="early exits: thresholds in the exit rule's "
+                                                   "units, one per early exit (e.g. 0.9,0.8)")] = None,
+    exit_rule: Annotated[str | None, typer.Option("--exit-rule", help="early exits: confidence|margin (EDANAS) "
+                                                  "(default: the architecture's)")] = None,
+    exit_head: Annotated[str | None, typer.Option("--exit-head", help="early exits: ours|edanas (EDANAS's heads) "
+                                                  "(default: the architecture's)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -330,7 +340,7 @@ def export(
                 metrics = dict(doc.get("metrics") or {}) if isinstance(doc, dict) else {}
     if not isinstance(raw, dict):
         raise InputError("--config", "expected a JSON object with ks, e, d, r")
-    spec = _export_spec(raw, artefact, supernet, dataset, root, head_width, seed)
+    spec = _export_spec(raw, artefact, supernet, dataset, root, head_width, seed, exit_rule, exit_head)
     info = export_architecture(raw, spec, fmt, out, metrics=metrics, prepare=prepare or n_epochs > 0,
                                n_epochs=n_epochs, thresholds=_parse_thresholds(thresholds) if thresholds else None)
     parts = [f"supernet {describe(spec, supernet_ref(spec))['supernet'].get('path', 'random-init')}"]

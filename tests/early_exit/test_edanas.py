@@ -18,18 +18,18 @@ def test_edanas_records_agree_with_our_avg_macs(shared_data: Path) -> None:
     # every record's utilisation lists exactly the exits its t says are present (+ the final one)
     for rec in recs:
         assert len(rec["exit_util"]) == sum(t < 1.0 for t in rec["config"]["t"]) + 1
-    # the two single-exit records (all t = 1.0): our avg_macs is the backbone's MACs; theirs are 0.7 % and 10 %
-    # higher (their profiler is not once-for-all's counter; torchprofile gives 1.9 % and 2.2 % more than ours)
+    # the two single-exit records (all t = 1.0): our avg_macs is the backbone's MACs (of the network CNAS built);
+    # theirs are 0.5-1.1 % higher: torchprofile's multiplies (tests/early_exit/test_edanas_fidelity.py)
     single = [r for r in recs if r["config"]["t"] == [1.0] * 4]
     assert len(single) == 2
     for rec in single:
         ours = avg_macs(rec["exit_util"], exit_macs(rec["config"], n_classes=10))
         assert ours == backbone_macs(rec["config"], n_classes=10)
-        assert 1.0 < rec["avg_macs"] / ours < 1.12
-    # across the archive the ranking agrees closely; EDANAS' exit heads cost more than our 1x1-conv heads
-    cc = crosscheck(path)
+        assert 1.0 < rec["avg_macs"] / ours < 1.012
+    # with our own heads (not EDANAS's) the ranking still agrees closely, but EDANAS's heads cost more
+    cc = crosscheck(path, head="ours")
     assert cc["n"] == 316 and cc["pearson"] > 0.98 and cc["spearman"] > 0.95
-    assert 1.0 < cc["ratio_median"] < 1.4
+    assert 1.1 < cc["ratio_median"] < 1.3
 
 
 def test_bad_path() -> None:

@@ -62,6 +62,8 @@ def test_onnx_holds_every_exit_and_the_policy(supernet: Any, net: Any, tmp_path:
     assert meta == {
         "exit_outputs": info["outputs"],
         "thresholds": thr,
+        "exit_rule": "confidence",
+        "exit_head": "ours",
         "exit_macs": [float(m) for m in exit_macs(CFG, n_classes=10)],
         "config": CFG,
     }
