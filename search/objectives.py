@@ -51,6 +51,7 @@ import numpy as np
 from robustness.objective import estimate_alpha_norm, top1_robust
 from supernets import codec
 from supernets.cost import cost_metrics
+from supernets.datasets import dataset_classes
 from supernets.errors import InputError
 from supernets.latency import LatencyTable
 
@@ -64,7 +65,6 @@ MILLION = 1.0e6
 TINY_ML_DEFAULT_MAX = {"params": 2.0e6, "macs": 100.0e6, "activations": 5.0e6}
 TINY_ML_KEYS = ("params", "macs", "activations")
 
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def n_classes_of(spec: JobSpec) -> int:
         return int(spec.dataset.n_classes)
     if spec.evaluator.kind == "oracle":
         return 1000
-    return DATASET_CLASSES[spec.dataset.name]
+    return dataset_classes(spec.dataset.name, spec.dataset.root)
 
 
 def exact_costs(configs: Sequence[Mapping[str, Any]], width_mult: float, n_classes: int) -> dict[str, np.ndarray]:

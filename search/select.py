@@ -217,17 +217,42 @@ class SelectOptions(BaseModel):
         return v
 
 
+def _resolve_names(prefer: str, records: Sequence[Mapping[str, Any]], spec: JobSpec | None) -> str:
+    """``prefer`` with every objective or constraint name of the job mapped onto what the records hold: a
+    recorded metric of that name, else ``latency`` -> ``latency_ms``, else the objective's position (``f1``/
+    ``f2``); a name that is none of these is an ``InputError`` listing what is accepted."""
+    known = available_metrics(records)
+    objectives = list(spec.objectives) if spec is not None else []
+    accepted = sorted(set(known) | set(objectives) | set(spec.constraints if spec is not None else ()))
+
+    def one(name: str) -> str:
+        if name in known or not records:
+            return name
+        if name == "latency" and "latency_ms" in known:
+            return "latency_ms"
+        if name in objectives:
+            return f"f{objectives.index(name) + 1}"
+        raise InputError("prefer", f"{name!r} is not recorded for this search",
+                         hint=f"choose one of {accepted}, trade-off, or a preference point METRIC#VALUE+...")
+
+    if "#" in prefer:
+        return "+".join(f"{one(part.partition('#')[0].strip())}#{part.partition('#')[2]}"
+                        for part in prefer.split("+"))
+    return one(prefer)
+
+
 def select_records(records: Sequence[Mapping[str, Any]], spec: JobSpec | None, options: SelectOptions
                    ) -> list[dict[str, Any]]:
     """:func:`select` under the job's constraints (``spec``) and the options' own: the one selection behind
-    ``msunas select`` (runs and jobs) and ``POST /jobs/{id}/select``."""
+    ``msunas select`` (runs and jobs) and ``POST /jobs/{id}/select``. ``prefer`` accepts every metric the records
+    hold and every objective or constraint of the job."""
     constraints = {**(spec.constraints if spec is not None else {}), **(options.constraints or {})}
-    if options.prefer not in (None, "trade-off") and "#" not in str(options.prefer):
-        known = available_metrics(records)
-        if records and options.prefer not in known:
-            raise InputError("prefer", f"{options.prefer!r} is not recorded for this search",
-                             hint=f"choose one of {known}, trade-off, or a preference point METRIC#VALUE+...")
-    return select(records, n=options.n, prefer=options.prefer, n_exits=options.n_exits, constraints=constraints)
+    prefer = options.prefer
+    if prefer is not None and prefer != "trade-off":
+        if "#" in prefer:
+            parse_preference(prefer)  # the grammar first: its errors name the bad part
+        prefer = _resolve_names(prefer, records, spec)
+    return select(records, n=options.n, prefer=prefer, n_exits=options.n_exits, constraints=constraints)
 
 
 # figure -> (metric read with metric_value, column name with its unit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +30,6 @@ SECOND_OBJECTIVES = (
     "avg_macs",
     "top1_robust",
 )
-DATASETS = ("cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits")
 CONSTRAINT_KEYS = ("params", "macs", "activations", "latency_ms", "avg_macs")
 
 
@@ -41,7 +40,10 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where the data is. ``digits`` is built in (scikit-learn's 8x8 digits) and needs no ``root``."""
 
-    name: Literal["cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits"] = "digits"
+    name: Literal["cifar10", "cifar100", "svhn", "cinic10", "imagenet", "digits", "imagefolder"] = Field(
+        default="digits", description="a named dataset, or imagefolder: your own images in ROOT/train/<class>/ "
+        "(and optionally ROOT/val/<class>/)"
+    )
     root: str | None = None
     vld_size: int | None = Field(
         default=None,
@@ -190,7 +192,7 @@ class PenaltySpec(_Strict):
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
         for k in v:
             if k not in ("params", "macs", "activations"):
-                raise InputError(f"weights.{k}", "unknown cost (allowed: params, macs, activations)")
+                raise InputError(k, "unknown cost (allowed: params, macs, activations)")
         return v
 
 
@@ -356,15 +358,28 @@ def error_field(loc: Sequence[Any]) -> str:
     return ".".join(out)
 
 
-def validation_error_parts(err: ValidationError) -> tuple[str, str]:
-    """``(field, message)`` of the first error of a validation failure (the field dotted, union tags dropped)."""
-    e = err.errors()[0]
-    loc = error_field(e["loc"])
-    msg = e["msg"].removeprefix("Value error, ")
+def error_parts(error: Mapping[str, Any]) -> tuple[str, str]:
+    """``(field, message)`` of one pydantic error: the field dotted from the spec's root (union tags dropped); an
+    ``InputError`` raised by a validator adds its own field to the location (``dataset`` + ``root``)."""
+    loc = error_field(error.get("loc", ()))
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, InputError):
+        parent, _, last = loc.rpartition(".")
+        if cause.field.split(".")[0].split("[")[0] == last:  # a field validator naming its own field
+            field = f"{parent}.{cause.field}" if parent else cause.field
+        else:
+            field = f"{loc}.{cause.field}" if loc else cause.field
+        return field, str(cause)[len(cause.field) + 2:]
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     last = loc.rsplit(".", 1)[-1]
     if loc and msg.startswith(f"{last}: "):  # validators that name their field already
         msg = msg[len(last) + 2 :]
     return loc, msg
+
+
+def validation_error_parts(err: ValidationError) -> tuple[str, str]:
+    """``(field, message)`` of the first error of a validation failure."""
+    return error_parts(err.errors()[0])
 
 
 def format_validation_error(err: ValidationError) -> str:

@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from search.spec import error_field
+from search.spec import error_field, error_parts
 from service.db import StorageError
 from service.repository import ConflictError, NotFoundError
 from supernets.errors import InputError
@@ -121,12 +121,10 @@ def validation_problem(errors: list[dict[str, Any]]) -> Problem:
     """A 422 problem from pydantic error dicts (the first names ``field``; all are listed in ``errors``)."""
     items = []
     for e in errors:
-        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-        fld = field_of(tuple(e.get("loc", ())))
-        last = fld.rsplit(".", 1)[-1]
-        if msg.startswith(f"{last}: "):  # validators that name their field already
-            msg = msg[len(last) + 2:]
-        items.append({"field": fld, "message": msg})
+        loc = list(e.get("loc", ()))
+        where = loc[:1] if loc and loc[0] in ("body", "query", "path", "header") else []
+        field, msg = error_parts({**e, "loc": loc[len(where):]})
+        items.append({"field": field or "body", "message": msg})
     first = items[0] if items else {"field": "body", "message": "invalid request"}
     return Problem(INVALID_INPUT, f"{first['field']}: {first['message']}", field=first["field"], errors=items)
 

@@ -56,13 +56,31 @@ LAYOUTS = {
     "cinic10": "ROOT/train/<class>/*.png and ROOT/test/<class>/*.png (ImageFolder; ROOT/valid/ accepted for test)",
     "imagenet": "ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG (ImageFolder)",
     "digits": "built in (scikit-learn's 8x8 digits); no root needed",
+    "imagefolder": "ROOT/train/<class>/<image> (ImageFolder: .jpg .png ...; classes are the sorted folder names) and "
+    "optionally ROOT/val/<class>/... (or test/, valid/) for the final test split",
 }
 N_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
+DATASETS = (*N_CLASSES, "imagefolder")
+
+
+def dataset_classes(name: str, root: str | Path | None = None) -> int:
+    """Classes of a dataset: fixed for the named ones; an ``imagefolder``'s ``ROOT/train`` class folders."""
+    if name in N_CLASSES:
+        return N_CLASSES[name]
+    if name != "imagefolder":
+        raise InputError("dataset.name", f"{name!r} is not one of {list(DATASETS)}")
+    train = Path(root or "") / "train"
+    if root is None or not train.is_dir():
+        raise _bad(name, train, "no train/ folder")
+    n = sum(1 for d in train.iterdir() if d.is_dir())
+    if n < 2:
+        raise _bad(name, train, f"needs at least 2 class folders, found {n}")
+    return n
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def _bad(name: str, path: Path | str, what: str) -> ValueError:
-    return ValueError(f"dataset {name}: {path}: {what}; expected layout: {LAYOUTS[name]}")
+def _bad(name: str, path: Path | str, what: str) -> InputError:
+    return InputError("dataset.root", f"dataset {name}: {path}: {what}", hint=f"expected layout: {LAYOUTS[name]}")
 
 
 class ImageSet(Protocol):

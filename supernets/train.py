@@ -104,7 +104,7 @@ def train_supernet(
         ck = read_checkpoint(out)
         state = ck.get("train_state")
         meta = ck.get("msunas") or {}
-        if state is None:
+        if state is None and not meta.get("complete"):
             raise InputError("out", f"{out} is not an msunas training checkpoint (no train_state); cannot resume")
         saved = meta.get("train_config", {})
         mine = _jsonable(asdict(cfg))
@@ -118,6 +118,10 @@ def train_supernet(
                 "resume",
                 f"{diff[0]} differs from the checkpoint's ({saved.get(diff[0])!r} vs {mine[diff[0]]!r})"
             )
+        if state is None:  # finished (its optimizer state was dropped): nothing left to train
+            history = list(meta.get("history") or [])
+            return {"out": str(out), "epochs": history[-1]["epoch"] if history else cfg.epochs, "history": history,
+                    "seconds": 0.0}
         net = load_supernet(out)
     elif cfg.init:
         net = load_supernet(cfg.init, n_classes=data.n_classes, width_mult=cfg.width_mult)
@@ -244,7 +248,7 @@ def _save(net: nn.Module, out: Path, cfg: TrainConfig, state: dict[str, Any], *,
         dropout_rate=cfg.dropout_rate,
         method="sandwich+inplace-distillation",
         history=state.get("history", []),
-        extra={"train_state": state},
+        extra=None if done else {"train_state": state},  # a finished supernet keeps weights and metadata only
     )
 
 

@@ -55,3 +55,21 @@ def run_cli(args: list[str]) -> int:
         main(args)
         raise SystemExit(0)
     return int(e.value.code or 0)
+
+
+def write_image_folder(root: Path, classes: int = 3, per_class: int = 24, with_val: bool = True) -> Path:
+    """A real ImageFolder tree (``train/<class>/*.png`` and ``val/<class>/*.png``) of scikit-learn's digits."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for split, n in (("train", per_class), ("val", per_class // 3)) if with_val else (("train", per_class),):
+        for c in range(classes):
+            folder = root / split / f"digit_{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            imgs = d.images[d.target == c]
+            offset = 0 if split == "train" else per_class
+            for i in range(n):
+                a = (imgs[(offset + i) % len(imgs)] * 255 / 16).astype(np.uint8)
+                Image.fromarray(a).convert("RGB").resize((32, 32)).save(folder / f"{i}.png")
+    return root

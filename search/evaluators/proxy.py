@@ -23,6 +23,7 @@ import torch
 
 from search import proxies
 from search.evaluator import Evaluator, register_evaluator
+from search.objectives import n_classes_of
 from supernets import ofa_supernet
 from supernets.cost import cost_metrics
 from supernets.errors import InputError
@@ -48,7 +49,6 @@ ZENNAS_CALIBRATION: dict[str, tuple[float, float]] = {
     "synflow": (3.0e5, 3.0e5),
     "gradnorm": (5.0e4, 5.0e4),
 }
-_DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "cinic10": 10, "imagenet": 1000, "digits": 10}
 
 
 def pseudo_top1(score: float, center: float, scale: float) -> float:
@@ -136,7 +136,7 @@ def _load_supernet(job: JobSpec, n_classes: int) -> Any:
 @register_evaluator("proxy")
 def _factory(job: JobSpec) -> Evaluator:
     spec: Any = job.evaluator
-    n_classes = job.dataset.n_classes or _DATASET_CLASSES[job.dataset.name]
+    n_classes = n_classes_of(job)
     return ProxyEvaluator(
         spec.name,
         width_mult=job.width_mult,

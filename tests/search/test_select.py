@@ -131,3 +131,27 @@ def test_bad_inputs_are_named(cnas: list[dict[str, Any]], tmp_path: Path) -> Non
         records_from_stats(read_stats(bad))
     with pytest.raises(ValueError, match="no such file"):
         read_stats(tmp_path / "iter_9.stats")
+
+
+def test_prefer_accepts_every_objective_and_constraint_of_the_job(oracle_path: Path) -> None:
+    """`--prefer latency` (the objective) reads the recorded latency_ms; an objective that is no recorded metric
+    (tiny_ml) reads the record's objective; anything else lists what is accepted."""
+    from search.engine import make_engine
+    from search.evaluator import get_evaluator
+    from search.select import SelectOptions, select_records
+    from search.spec import load_spec
+    from supernets.errors import InputError
+    from tests.search.conftest import small_spec
+
+    spec = load_spec(small_spec(oracle_path, objectives=["top1_err", "tiny_ml"], iterations=0))
+    eng, ev = make_engine(spec), get_evaluator(spec)
+    eng.tell([ev.evaluate(c) for c in eng.ask()])
+    by_f2 = select_records(eng.archive, spec, SelectOptions(n=3, prefer="f2"))
+    assert select_records(eng.archive, spec, SelectOptions(n=3, prefer="tiny_ml")) == by_f2
+    assert select_records(eng.archive, spec, SelectOptions(n=2, prefer="top1#80+tiny_ml#1"))
+    with pytest.raises(InputError, match="'latency' is not recorded") as e:
+        select_records(eng.archive, spec, SelectOptions(prefer="latency"))
+    assert "tiny_ml" in str(e.value) and "macs" in str(e.value)  # the accepted names are listed
+    recs = [dict(r, metrics={**r["metrics"], "latency_ms": 1.0 + i}) for i, r in enumerate(eng.archive)]
+    assert select_records(recs, spec, SelectOptions(n=3, prefer="latency")) == select_records(
+        recs, spec, SelectOptions(n=3, prefer="latency_ms"))

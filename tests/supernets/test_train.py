@@ -30,6 +30,8 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert [h["epoch"] for h in full["history"]] == [1, 2]
     part = train_supernet(TINY, tmp_path / "part.pth", progress=False, log=None, stop_after=1)
     assert part["epochs"] == 1 and read_checkpoint(tmp_path / "part.pth")["msunas"]["complete"] is False
+    unfinished_bytes = (tmp_path / "part.pth").stat().st_size
+    assert "train_state" in read_checkpoint(tmp_path / "part.pth")
     with pytest.raises(ValueError, match="exists; pass --resume"):
         train_supernet(TINY, tmp_path / "part.pth", progress=False, log=None)
     with pytest.raises(ValueError, match="resume: lr differs"):
@@ -37,6 +39,11 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     train_supernet(TINY, tmp_path / "part.pth", resume=True, progress=True, log=None)
     a, b = read_checkpoint(tmp_path / "full.pth"), read_checkpoint(tmp_path / "part.pth")
     assert b["msunas"]["complete"] is True and b["msunas"]["method"] == "sandwich+inplace-distillation"
+    # finished: weights and metadata only (the optimizer's momentum doubled the file)
+    assert "train_state" not in a and "train_state" not in b
+    assert (tmp_path / "part.pth").stat().st_size < 0.7 * unfinished_bytes
+    again = train_supernet(TINY, tmp_path / "part.pth", resume=True, progress=False, log=None)
+    assert again["epochs"] == 2 and again["seconds"] == 0.0  # resuming a finished run: nothing to train
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     # the trained file is an ordinary once-for-all checkpoint: {"state_dict": ...} loads into OFAMobileNetV3
