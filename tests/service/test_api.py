@@ -81,7 +81,8 @@ def test_validation_errors_name_the_field(api) -> None:
     _problem(client.post("/jobs", json=_spec(pred, n_doe=1), headers=alice), 422, "n_doe")
     _problem(client.post("/jobs", json=_spec(pred, bogus=1), headers=alice), 422, "bogus")
     _problem(client.post("/jobs", json={"evaluator": {"kind": "oracle"}}, headers=alice), 422, "evaluator.path")
-    b = _problem(client.post("/jobs", json=_spec(pred, dataset={"name": "cifar10"}), headers=alice), 422, "dataset.root")
+    b = _problem(client.post("/jobs", json=_spec(pred, dataset={"name": "cifar10"}), headers=alice), 422,
+                 "dataset.root")
     assert "root" in b["detail"]
     _problem(client.post("/jobs", content=b"{not json", headers={**alice, "content-type": "application/json"}), 422)
     _problem(client.post("/jobs", json=_spec(pred, iterations=10**9), headers=alice), 422, "iterations")
