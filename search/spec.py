@@ -125,7 +125,23 @@ class ProxyEvaluatorSpec(_Strict):
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
 
 
-EvaluatorSpec = Annotated[SupernetEvaluatorSpec | OracleEvaluatorSpec | ProxyEvaluatorSpec, Field(discriminator="kind")]
+class PythonEvaluatorSpec(_Strict):
+    """Your own evaluator, in-process: ``callable`` names ``package.module:function``; it is called with each
+    candidate's canonical config (a dict: ks, e, d, r, and t/b for early exits) and ``options`` as keyword
+    arguments, and returns a dict of metrics with at least ``top1`` (%). The exact costs (params, MACs,
+    activations) are added. A server runs it only when its operator allows it (MSUNAS_ALLOW_PYTHON_EVALUATOR):
+    it runs code the spec names."""
+
+    kind: Literal["python"] = "python"
+    callable: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", max_length=200,
+                          description="package.module:function")
+    options: dict[str, Any] = Field(default_factory=dict, max_length=64,
+                                    description="keyword arguments passed to the callable")
+
+
+EvaluatorSpec = Annotated[
+    SupernetEvaluatorSpec | OracleEvaluatorSpec | ProxyEvaluatorSpec | PythonEvaluatorSpec, Field(discriminator="kind")
+]
 
 
 class EarlyExitSpec(_Strict):

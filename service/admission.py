@@ -52,6 +52,10 @@ def admit(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """Check a valid spec against this server's policy (see the module docstring); returns what the job's
     architectures will be (``search.provenance.describe``: the supernet named, found and hashed now)."""
     check_values(spec.model_dump(mode="python"))
+    if spec.evaluator.kind == "python" and not settings.allow_python_evaluator:
+        raise InputError("evaluator.kind", "this server does not run python evaluators (they run the code a spec "
+                         "names)", hint="run the search in-process with `msunas search`, or the operator sets "
+                         "MSUNAS_ALLOW_PYTHON_EVALUATOR=true")
     for field, mx in SPEC_LIMITS.items():
         v = getattr(spec, field)
         if v > mx:

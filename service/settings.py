@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(
         default=1.0, ge=0, le=1.0, description="a known token is re-checked against the database this often"
     )
+    allow_python_evaluator: bool = Field(
+        default=False, description="accept `evaluator: {kind: python}` jobs (their workers run the code they name)"
+    )
     url: str = Field(default="http://127.0.0.1:8000", description="server the client commands talk to")
     token: str | None = Field(default=None, description="bearer token of the client commands")
 
