@@ -73,3 +73,12 @@ def write_image_folder(root: Path, classes: int = 3, per_class: int = 24, with_v
                 a = (imgs[(offset + i) % len(imgs)] * 255 / 16).astype(np.uint8)
                 Image.fromarray(a).convert("RGB").resize((32, 32)).save(folder / f"{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def oracle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real once-for-all predictor when ../shared/data is there, else a seeded file of the same format."""
+    real = shared_data_dir() / "ofa_imagenet_predictor" / "acc_predictor.npz"
+    if real.is_file():
+        return real
+    return write_random_oracle(tmp_path_factory.mktemp("oracle") / "acc_predictor.npz")

@@ -17,8 +17,9 @@ import uvicorn
 
 from service.app import create_app
 from service.cli.app import app
-from service.cli.common import DbOpt, settings
+from service.cli.common import DbOpt, settings, stderr
 from service.db import Database, SchemaOutdatedError, check_schema, upgrade
+from service.local_ui import create_run_app
 from service.worker import run_workers
 
 
@@ -70,6 +71,18 @@ def serve(
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@app.command(rich_help_panel="Search")
+def ui(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (msunas search --out DIR)")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the dashboard over a run folder, read-only and without tokens (it follows a running search)."""
+    viewer = create_run_app(run_dir)
+    stderr.print(f"msunas ui: {run_dir} at http://{host}:{port}/#/jobs/1")
+    uvicorn.run(viewer, host=host, port=port, log_level="warning")
 
 
 @app.command(rich_help_panel="Service")

@@ -80,9 +80,12 @@
     }
   }
 
+  // `msunas ui DIR` serves a run folder read-only without tokens: the page says so in a meta tag
+  const NO_TOKEN = document.querySelector('meta[name="msunas-auth"]')?.content === "none";
+
   /** One API call with the bearer token; problem+json errors become Error(detail); 401 shows the prompt. */
   async function api(path, { method = "GET", body, raw = false } = {}) {
-    const tok = getToken();
+    const tok = NO_TOKEN ? "local" : getToken();
     if (!tok) {
       showLogin("");
       throw new AuthError("no token");
@@ -164,11 +167,12 @@
   function route() {
     stopPolling();
     gen++;
-    if (!getToken()) {
+    if (!NO_TOKEN && !getToken()) {
       showLogin("");
       return;
     }
     hideLogin();
+    if (NO_TOKEN) $("#forget-token").hidden = true;
     const m = location.hash.match(/^#\/jobs\/(\d+)/);
     const g = gen;
     const run = m ? jobView(Number(m[1]), g) : listView(g);
@@ -559,13 +563,15 @@
         h("div", { "data-testid": "job-tasks" }, h("span", {}, "current iteration"), bar,
           ` ${p.tasks_done}/${p.tasks_total} evaluated${p.tasks_running ? `, ${p.tasks_running} running` : ""}`),
         h("div", { "data-testid": "job-evaluated" }, h("span", {}, "archive"),
-          `${p.n_evaluated}${p.n_failed ? ` (${p.n_failed} failed)` : ""}`),
+          `${p.n_evaluated}${p.n_failed ? ` (${p.n_failed} failed)` : ""}${p.n_feasible !== undefined
+            ? `, ${p.n_feasible} feasible` : ""}`),
         h("div", {}, h("span", {}, "HV"), fmt(hv)),
         h("div", {}, h("span", {}, "objectives"), (s.objectives || []).join(", ")),
         h("div", {}, h("span", {}, "constraints"),
           cons.length ? `${cons.join(", ")} (${s.constraint_mode})` : "none"),
         h("div", {}, h("span", {}, "best"), bestCell(s, "min_f1", 0), " · ", bestCell(s, "min_f2", 1))),
-      s.error ? h("pre", { class: "error", "data-testid": "job-error" }, s.error) : null]);
+      s.error ? h("pre", { class: "error", "data-testid": "job-error" }, s.error) : null,
+      ...(s.warnings || []).map((w) => h("p", { class: "warning", "data-testid": "job-warning" }, `⚠ ${w}`))]);
   }
 
   function iterColor(st) {

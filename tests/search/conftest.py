@@ -7,17 +7,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import shared_data_dir, write_random_oracle
-
-
-@pytest.fixture(scope="session")
-def oracle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real once-for-all predictor when ../shared/data is there, else a seeded file of the same format."""
-    real = shared_data_dir() / "ofa_imagenet_predictor" / "acc_predictor.npz"
-    if real.is_file():
-        return real
-    return write_random_oracle(tmp_path_factory.mktemp("oracle") / "acc_predictor.npz")
-
 
 def small_spec(oracle: Path, **kw: Any) -> dict[str, Any]:
     """A fast oracle job spec (w1.2, r160..224, tiny budgets)."""
