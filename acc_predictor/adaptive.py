@@ -36,6 +36,7 @@ from acc_predictor.metrics import kendall_tau
 from supernets.errors import InputError
 
 DEFAULT_MEMBERS = ("rbf", "gp", "mlp", "bilinear", "quadratic")
+MIN_CV_SAMPLES = 6  # 2 folds of 3 training samples (the mlp member needs 3): below it "as" fits its preferred member
 #: cheaper settings used only inside the CV (the refit uses the member's own): the MLP's early stopping is what
 #: costs at n = 300 on smooth targets (ImageNet: ~1.2 s a fit, 400 epochs); 2 nets and a lower epoch cap rank
 #: about as well for choosing
@@ -115,6 +116,10 @@ class AdaptiveSwitching(GenomePredictor):
             prefer = None  # preferring a model that does not compete has no effect
         else:
             prefer = self.prefer
+        if self.n_folds == "auto":  # small archives (a short initial design): as many folds as fit
+            k = max(2, min(k, n_x // 2))
+            if n_x < MIN_CV_SAMPLES and self.force is None:  # too few to cross-validate: the preferred member
+                return self._fit_without_switching(X, y, prefer or members[0])
         G, y = self._check_fit_input(X, y, 2 * k, f"for {k}-fold cross-validation (2 per fold)")
         for m in members:
             self._make(m)  # unknown names / bad options fail before any fitting
@@ -184,6 +189,16 @@ class AdaptiveSwitching(GenomePredictor):
         else:
             self.models_ = []
             self.model_ = self._refit(winner, warm, G, y)
+        return self
+
+    def _fit_without_switching(self, X: Any, y: Any, name: str) -> AdaptiveSwitching:
+        """Fit ``name`` alone (fewer than ``MIN_CV_SAMPLES``: nothing to cross-validate; reported as the winner)."""
+        G, y = self._check_fit_input(X, y, 2, "to fit")
+        self.layout_ = self._layout_for(G)
+        self.n_folds_, self.n_repeats_, self.margin_ = 0, 0, 0.0
+        self.cv_scores_, self.cv_fold_scores_ = {}, {}
+        self.winner_, self.ensemble_members_, self.models_ = name, [], []
+        self.model_ = self._make(name).fit(G, y)
         return self
 
     def predict(self, X: Any, **kw: Any) -> np.ndarray:

@@ -98,8 +98,8 @@ class Surrogate:
         y = np.asarray(y, dtype=np.float64)
         X = np.asarray(X, dtype=np.int64)
         n = len(y)
-        k = min(folds, n // 2)
-        if k < 2:
+        k = min(folds, n // 3)  # every fold trains on at least 3 points (the smallest any member fits)
+        if k < 2 or n < 6:
             return {"rmse": float("nan"), "rho": float("nan"), "tau": float("nan")}
         name, options = self._winning_model()
         perm = rng.permutation(n)

@@ -76,9 +76,10 @@ class BestArch(_Out):
 class ConstraintLine(_Out):
     """A constraint bounding an objective directly, in the objective's unit (for plots)."""
 
-    axis: int
-    name: str
-    value: float
+    axis: int = Field(description="the objective's index (0 or 1)")
+    objective: str = Field(description="the objective the constraint bounds")
+    constraint: str = Field(description="the constraint's key in the spec")
+    value: float = Field(description="the bound in the objective's unit (millions for counts, ms for latency)")
 
 
 class JobDetail(_Out):

@@ -82,3 +82,25 @@ def oracle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if real.is_file():
         return real
     return write_random_oracle(tmp_path_factory.mktemp("oracle") / "acc_predictor.npz")
+
+
+def write_cifar10(root: Path, per_batch: int = 40) -> Path:
+    """A real CIFAR-10 tree (``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``, the python pickles) of
+    scikit-learn's digits upscaled to 32x32 colour images (the documented layout, small)."""
+    import pickle
+
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy((d.images * 255 / 16).astype(np.float32))[:, None]
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    data = x.round().clamp(0, 255).to(torch.uint8).reshape(len(d.target), 3072).numpy()
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        sl = slice(i * per_batch, (i + 1) * per_batch)
+        with open(base / name, "wb") as fh:
+            pickle.dump({b"data": data[sl], b"labels": [int(v) for v in d.target[sl]]}, fh)
+    return root

@@ -53,7 +53,8 @@ class RichProgress:
             info += f"  best f1 {best['objectives'][0]:.3g}"
         sur = stats.get("surrogate") or {}
         if sur:
-            info += f"  surrogate {sur.get('winner')} tau {sur.get('tau', float('nan')):.2f}"
+            tau = sur.get("tau")
+            info += f"  surrogate {sur.get('winner')} tau " + ("n/a" if tau is None or tau != tau else f"{tau:.2f}")
         self.bar.update(self.task, info=info)
         if not self.quiet:
             self.bar.console.log(f"iteration {stats['iteration']}: {info}")

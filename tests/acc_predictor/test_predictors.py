@@ -213,3 +213,17 @@ def test_generic_layout_for_foreign_genomes():
     est = get_predictor("gp").fit(X, y)
     assert est.layout_ == "generic"
     assert np.corrcoef(est.predict(X), y)[0, 1] > 0.9
+
+
+def test_adaptive_switching_on_a_tiny_archive() -> None:
+    """A short initial design (n_doe 4) leaves too few points to cross-validate: `as` fits its preferred
+    member instead of failing the search."""
+    from acc_predictor import get_predictor
+    from supernets import get_search_space
+
+    space = get_search_space("mobilenetv3", lr=160, ur=224, width_mult=1.0)
+    rng = np.random.default_rng(0)
+    X = np.array([space.encode(c) for c in space.sample(4, rng)])
+    y = rng.normal(size=4)
+    m = get_predictor("as", search_space=space).fit(X, y)
+    assert m.winner_ == "gp" and m.cv_scores_ == {} and m.predict(X).shape == (4,)

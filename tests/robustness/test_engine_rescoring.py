@@ -20,7 +20,7 @@ from robustness.objective import estimate_alpha_norm
 from search.engine import Engine
 from search.evaluator import EvalResult, get_evaluator
 from search.spec import load_spec
-from tests.search.conftest import oracle_path, small_spec  # noqa: F401  (fixture)
+from tests.search.conftest import small_spec
 
 
 class _WithR:
