@@ -233,9 +233,9 @@ def test_documented_command_parses(where: str, args: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------- walkthroughs
-def _readme_block(heading: str) -> str:
-    section = (ROOT / "README.md").read_text().split(f"## {heading}", 1)[1]
-    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+def _readme_block(heading: str, lang: str = "bash") -> str:
+    section = (ROOT / "README.md").read_text().split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
 
 
 def _bash(script: str, cwd: Path, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -274,6 +274,11 @@ def test_readme_walkthrough_from_your_own_data(tmp_path: Path) -> None:
     assert (tmp_path / "front.png").is_file() and (tmp_path / "net.onnx").is_file()
     assert json.loads((tmp_path / "picks" / "net_0.subnet").read_text())["artefact"]["dataset"]["name"] == "cifar10"
     assert len(list((tmp_path / "runs" / "c10").glob("iter_*.stats"))) == 3
+    # the README's Python API block, as written, on the walkthrough's (cut-down) spec.yaml
+    py = subprocess.run([sys.executable, "-c", _readme_block("From your own data to a chosen architecture", "python")],
+                        cwd=tmp_path, env=_shell_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert py.returncode == 0, py.stderr[-3000:]
+    assert (tmp_path / "net_py.onnx").is_file() and len(list((tmp_path / "runs" / "py").glob("iter_*.stats"))) == 3
 
 
 def _free_port() -> int:
