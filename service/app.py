@@ -9,7 +9,7 @@ from search.provenance import msunas_version
 from service.cache import SummaryCache, TokenCache
 from service.db import Database, check_schema
 from service.middleware import BodySizeLimit, RequestId
-from service.problems import install_problem_handlers
+from service.problems import install_problem_handlers, problem_openapi
 from service.routes import ROUTERS
 from service.routes.pages import STATIC_DIR
 from service.settings import Settings
@@ -36,4 +36,5 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:
         app.include_router(router)
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service import repository as repo
 from service.cache import TokenCache
 from service.db import Database
 from service.problems import UNAUTHORIZED, Problem
@@ -57,5 +58,16 @@ MAX_ID = 2**62  # ids fit a signed 64-bit column with room to spare
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
 ArchId = Annotated[int, Path(ge=1, le=MAX_ID, description="architecture id (from the archive)")]
 IterK = Annotated[int, Path(ge=0, le=2**31 - 1, description="iteration number")]
-Cursor = Annotated[str | None, Query(max_length=24, pattern=r"^[A-Za-z0-9_-]+$",
-                                     description="opaque cursor from a previous page's next_cursor")]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=18, pattern=r"^[0-9]+$",
+                                     description="the cursor from a previous page's next_cursor")]
+
+
+def repo_cursor(cursor: str | None) -> str | None:
+    """The repository's cursor of an API cursor (the API's is the decimal id; every one the schema admits is
+    valid, so a schema-valid request is never refused)."""
+    return repo.encode_cursor(int(cursor)) if cursor else None
+
+
+def api_cursor(cursor: str | None) -> str | None:
+    """The API cursor of a repository cursor (inverse of :func:`repo_cursor`)."""
+    return str(repo.decode_cursor(cursor)) if cursor else None

@@ -22,9 +22,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fastapi.openapi.utils import get_openapi
+
 from search.spec import error_field, error_parts
 from service.db import StorageError
 from service.repository import ConflictError, NotFoundError
+from service.schemas import ProblemDetail
 from supernets.errors import InputError
 
 PROBLEM_MEDIA = "application/problem+json"
@@ -127,6 +130,48 @@ def validation_problem(errors: list[dict[str, Any]]) -> Problem:
         items.append({"field": field or "body", "message": msg})
     first = items[0] if items else {"field": "body", "message": "invalid request"}
     return Problem(INVALID_INPUT, f"{first['field']}: {first['message']}", field=first["field"], errors=items)
+
+
+# ------------------------------------------------------------------------------------------------ OpenAPI
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before retrying",
+                                      "schema": {"type": "integer", "minimum": 0}}}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: RETRY_AFTER_HEADER,
+    503: RETRY_AFTER_HEADER,
+}
+AUTH = (401, 422, 503)  # every authenticated operation (422: its parameters; 503: the database)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route answering these problem statuses: each documented with the problem+json
+    schema (:func:`problem_openapi` moves it to ``application/problem+json``) and its headers."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        kind = _BY_STATUS[status]
+        out[status] = {"model": ProblemDetail, "description": f"{kind.title} (`{kind.uri}`): {kind.advice}"}
+        if status in _HEADERS:
+            out[status]["headers"] = _HEADERS[status]
+    return out
+
+
+def problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document with every 4xx/5xx response as ``application/problem+json`` (FastAPI writes
+    ``application/json`` for a response model); cached on the app like FastAPI's own."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            for code, resp in op.get("responses", {}).items():
+                content = resp.get("content", {})
+                if code[0] in "45" and "application/json" in content:
+                    resp["content"] = {PROBLEM_MEDIA: content.pop("application/json"), **content}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused not in str(doc.get("paths")):
+            doc.get("components", {}).get("schemas", {}).pop(unused, None)
+    app.openapi_schema = doc
+    return doc
 
 
 # ------------------------------------------------------------------------------------------------ handlers

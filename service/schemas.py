@@ -169,3 +169,33 @@ class ResumeRequest(BaseModel):
 
 
 SelectRequest = SelectOptions
+
+
+class ProblemError(_Out):
+    """One failing input of a 422 problem."""
+
+    field: str = Field(description="dotted name of the input (e.g. dataset.root, cursor, Authorization)")
+    message: str
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem (every error response, as ``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="the problem type, a URI reference resolved against the server (GET /problems)")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    instance: str | None = Field(default=None, description="the request path")
+    field: str | None = Field(default=None, description="the failing input, where there is one")
+    errors: list[ProblemError] | None = Field(default=None, description="every failing input (422)")
+    request_id: str | None = Field(default=None, description="matches the server's log line (X-Request-ID)")
+
+
+class ProblemTypeOut(_Out):
+    """One problem type of ``GET /problems``."""
+
+    type: str
+    status: int
+    title: str
+    advice: str = Field(description="what a client should do on this problem")

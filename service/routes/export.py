@@ -12,12 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from search.export import MEDIA_TYPES, export_architecture
 from service import repository as repo
 from service.deps import ArchId, DbDep, JobId, Owner
+from service.problems import AUTH, problem_responses
 
 router = APIRouter(prefix="/jobs/{job_id}/archs/{arch_id}", tags=["archive"])
 EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"application/onnx": {"schema": {"type": "string", "format": "binary"}},
                       "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
           "description": "the exported file (ONNX: metadata_props say what it is)"},
+    **problem_responses(*AUTH, 404, 409),
 }
 
 

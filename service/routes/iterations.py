@@ -8,12 +8,14 @@ from fastapi import APIRouter, Query
 
 from service import repository as repo
 from service.deps import DbDep, IterK, JobId, Owner
+from service.problems import AUTH, problem_responses
 from service.schemas import IterationList, IterationOut
 
 router = APIRouter(prefix="/jobs/{job_id}/iterations", tags=["iterations"])
 
 
-@router.get("", response_model=IterationList, response_model_exclude_unset=True)
+@router.get("", response_model=IterationList, response_model_exclude_unset=True,
+            responses=problem_responses(*AUTH, 404))
 def iterations(job_id: JobId, owner: Owner, db: DbDep) -> dict[str, Any]:
     """Every stored iteration's statistics (HV, archive size, surrogate fit), oldest first."""
     with db.transaction() as s:
@@ -21,7 +23,8 @@ def iterations(job_id: JobId, owner: Owner, db: DbDep) -> dict[str, Any]:
         return {"items": [repo.iteration_record(it) for it in repo.list_iterations(s, job_id)]}
 
 
-@router.get("/{k}", response_model=IterationOut, response_model_exclude_unset=True)
+@router.get("/{k}", response_model=IterationOut, response_model_exclude_unset=True,
+            responses=problem_responses(*AUTH, 404))
 def iteration(job_id: JobId, k: IterK, owner: Owner, db: DbDep,
               include_state: Annotated[bool, Query(description="include the engine state")] = False
               ) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from search.spec import JobSpec
 from service import repository as repo
 from service.admission import admit
 from service.cache import SummaryCache, summary_loader
-from service.deps import Cursor, DbDep, JobId, Owner, SettingsDep
+from service.deps import Cursor, DbDep, JobId, Owner, SettingsDep, api_cursor, repo_cursor
+from service.problems import AUTH, problem_responses
 from service.schemas import JobDetail, JobPage, JobState, ResumeRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -21,7 +22,9 @@ def _cache(request: Request) -> SummaryCache:
     return cache
 
 
-@router.post("", status_code=202, response_model=JobDetail)
+@router.post("", status_code=202, response_model=JobDetail, responses={
+    **problem_responses(*AUTH, 409, 413, 429),
+    202: {"headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}}})
 def submit(
     spec: JobSpec,
     response: Response,
@@ -42,7 +45,7 @@ def submit(
     return summary
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobPage, responses=problem_responses(*AUTH))
 def list_jobs(
     owner: Owner,
     db: DbDep,
@@ -52,11 +55,11 @@ def list_jobs(
 ) -> dict[str, Any]:
     """The caller's jobs, newest first (``next_cursor`` for the next page)."""
     with db.transaction() as s:
-        jobs, nxt = repo.list_jobs(s, owner, state=state, cursor=cursor, limit=limit)
-        return {"items": [repo.job_list_item(j) for j in jobs], "next_cursor": nxt}
+        jobs, nxt = repo.list_jobs(s, owner, state=state, cursor=repo_cursor(cursor), limit=limit)
+        return {"items": [repo.job_list_item(j) for j in jobs], "next_cursor": api_cursor(nxt)}
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get("/{job_id}", response_model=JobDetail, responses=problem_responses(*AUTH, 404))
 async def get_job(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> Response:
     """State, progress (iteration, evaluations), HV history, the best architectures so far and warnings.
 
@@ -65,7 +68,7 @@ async def get_job(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> R
     return Response(body, media_type="application/json")
 
 
-@router.post("/{job_id}/cancel", response_model=JobDetail)
+@router.post("/{job_id}/cancel", response_model=JobDetail, responses=problem_responses(*AUTH, 404, 409))
 def cancel(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> dict[str, Any]:
     """Cancel a queued or running job (409 when it already finished); running evaluations stop."""
     with db.transaction() as s:
@@ -74,7 +77,8 @@ def cancel(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> dict[str
     return out
 
 
-@router.post("/{job_id}/resume", status_code=202, response_model=JobDetail)
+@router.post("/{job_id}/resume", status_code=202, response_model=JobDetail,
+             responses=problem_responses(*AUTH, 404, 409, 413))
 def resume(job_id: JobId, owner: Owner, db: DbDep, request: Request,
            body: ResumeRequest | None = None) -> dict[str, Any]:
     """Resume from stored iteration ``from_iteration`` (default: the latest); iterations stored after it are

@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse
 
 from service import repository as repo
 from service.deps import DbDep
-from service.problems import PROBLEM_TYPES
-from service.schemas import Health
+from service.problems import PROBLEM_TYPES, problem_responses
+from service.schemas import Health, ProblemTypeOut
 
 router = APIRouter()
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # the dashboard (index.html, app.js, app.css)
@@ -31,14 +31,14 @@ def dashboard() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
-@router.get("/healthz", tags=["service"], response_model=Health)
+@router.get("/healthz", tags=["service"], response_model=Health, responses=problem_responses(503))
 def healthz(db: DbDep) -> dict[str, Any]:
     """The server answers, and its database answers and takes writes."""
     repo.check_health(db)
     return {"status": "ok", "database": db.engine.dialect.name}
 
 
-@router.get("/problems", tags=["service"])
+@router.get("/problems", tags=["service"], response_model=list[ProblemTypeOut])
 def problems() -> list[dict[str, Any]]:
     """Every problem type this API answers with, and what a client should do on each."""
     return [{"type": p.uri, "status": p.status, "title": p.title, "advice": p.advice} for p in PROBLEM_TYPES]
