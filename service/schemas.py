@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.select import SelectOptions
-from search.spec import JobSpec
+from search.spec import CONSTRAINT_KEYS, JobSpec
 from service.models import JOB_STATES
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -168,7 +168,18 @@ class ResumeRequest(BaseModel):
     force: bool = Field(default=False, description="discard the iterations stored after from_iteration")
 
 
-SelectRequest = SelectOptions
+ConstraintKey = Literal["params", "macs", "activations", "latency_ms", "avg_macs"]
+assert set(ConstraintKey.__args__) == set(CONSTRAINT_KEYS)  # type: ignore[attr-defined]
+Maximum = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class SelectRequest(SelectOptions):
+    """Body of ``POST /jobs/{id}/select``: the options of ``msunas select`` (the schema names the constraint
+    keys and that a maximum is a finite number > 0)."""
+
+    constraints: dict[ConstraintKey, Maximum] | None = Field(  # type: ignore[assignment]
+        default=None, max_length=len(CONSTRAINT_KEYS),
+        description="extra maxima on recorded metrics (counts; latency_ms in ms), on top of the job's own")
 
 
 class ProblemError(_Out):
