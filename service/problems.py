@@ -19,10 +19,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from fastapi.openapi.utils import get_openapi
 
 from search.spec import error_field, error_parts
 from service.db import StorageError

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -47,67 +49,80 @@ def api_schema(db_url: str, tmp_path: Path, predictor_file: Path):
     db.dispose()
 
 
-def _run(api_schema, only_submit: bool = False) -> tuple[int, Counter[int], Counter[str], dict[str, str], dict[str, str]]:
-    """Every operation (or only ``POST /jobs``), valid and invalid data, every check: ``(cases, status codes,
-    distinct failures by check, failures, schema-valid specs POST /jobs refused on a spec field)``."""
+@dataclass
+class Tally:
+    """What a run saw: cases, status codes, distinct failures (and by check), and the schema-valid specs POST /jobs
+    refused on a spec field (by top-level field)."""
+
+    cases: int = 0
+    codes: Counter[int] = field(default_factory=Counter)
+    by_check: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def _one(case: Any, mode: GenerationMode, checks: list[Any], t: Tally) -> None:
+    label = case.operation.label
+    submit = label == "POST /jobs" and mode is GenerationMode.POSITIVE
+    t.cases += 1
+    try:
+        response = case.call_and_validate(checks=checks, excluded_checks=[positive_data_acceptance] if submit else None)
+        t.codes[response.status_code] += 1
+        if submit and response.status_code == 422:  # checked here: see SERVER_STATE_FIELDS
+            where = response.json().get("field")
+            if where not in SERVER_STATE_FIELDS:
+                t.refused.setdefault(str(where).split(".")[0], f"{where}: {response.json()['detail'][:200]}")
+    except FailureGroup as group:
+        for f in group.exceptions:
+            name = ",".join(getattr(f, "checks", ()) or (f.title,))
+            key = f"{label} [{mode.value}] {name}: {f.title}"
+            if key not in t.failures:
+                t.by_check[name] += 1
+                t.failures[key] = (f"{key}\n  {case.method} {case.formatted_path} query={case.query} "
+                                   f"body={str(case.body)[:200]}\n  {f.message[:300]}")
+
+
+def _bound(mode: GenerationMode, checks: list[Any], t: Tally) -> Any:
+    def run(case: Any) -> None:
+        _one(case, mode, checks, t)
+    return run
+
+
+def _run(api_schema: Any, only_submit: bool = False) -> Tally:
+    """Every operation (or only ``POST /jobs``), valid and invalid data, every schemathesis check."""
     load_all_checks()
     checks = list(CHECKS.get_all())
-    failures: dict[str, str] = {}
-    refused: dict[str, str] = {}
-    by_check: Counter[str] = Counter()
-    codes: Counter[int] = Counter()
-    n_cases = 0
+    t = Tally()
     for result in api_schema.get_all_operations():
         op = result.ok()
         if only_submit and op.label != "POST /jobs":
             continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            submit = op.label == "POST /jobs" and mode is GenerationMode.POSITIVE
-
-            @given(case=op.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-            def run(case) -> None:
-                nonlocal n_cases
-                n_cases += 1
-                try:
-                    response = case.call_and_validate(checks=checks,
-                                                      excluded_checks=[positive_data_acceptance] if submit else None)
-                    codes[response.status_code] += 1
-                    if submit and response.status_code == 422:  # checked here: see SERVER_STATE_FIELDS
-                        field = response.json().get("field")
-                        if field not in SERVER_STATE_FIELDS:
-                            refused.setdefault(str(field).split(".")[0], f"{field}: {response.json()['detail'][:200]}")
-                except FailureGroup as group:
-                    for f in group.exceptions:
-                        name = ",".join(getattr(f, "checks", ()) or (f.title,))
-                        key = f"{op.label} [{mode.value}] {name}: {f.title}"
-                        if key not in failures:
-                            by_check[name] += 1
-                            failures[key] = (f"{key}\n  {case.method} {case.formatted_path} query={case.query} "
-                                             f"body={str(case.body)[:200]}\n  {f.message[:300]}")
-
+            test = given(case=op.as_strategy(generation_mode=mode))(_bound(mode, checks, t))
+            test = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                            database=None)(test)
             try:
-                run()
+                test()
             except Unsatisfiable:  # nothing invalid to generate (an operation without parameters or body)
                 assert mode is GenerationMode.NEGATIVE, op.label
-    return n_cases, codes, by_check, failures, refused
+    return t
 
 
 def test_contract_all_checks(api_schema) -> None:
     """Every operation against every schemathesis check: 0 failures. (For POST /jobs, a valid spec refused on a
     spec field is counted by the next test, not here: it is the spec model's schema, search/spec.py.)"""
-    n_cases, codes, by_check, failures, refused = _run(api_schema)
-    print(f"contract: {n_cases} cases, status codes {dict(codes)}, distinct failures by check {dict(by_check)}, "
-          f"POST /jobs refused schema-valid specs on {sorted(refused)}")
-    assert n_cases > 200 and sum(v for k, v in codes.items() if k < 300) > 10  # authenticated calls got through
-    assert {404, 422} <= set(codes)  # (401: the ignored_auth check sends each operation without the token)
-    assert not failures, f"{len(failures)} distinct failures:\n" + "\n".join(failures.values())
+    t = _run(api_schema)
+    print(f"contract: {t.cases} cases, status codes {dict(t.codes)}, distinct failures by check {dict(t.by_check)}, "
+          f"POST /jobs refused schema-valid specs on {sorted(t.refused)}")
+    assert t.cases > 200 and sum(v for k, v in t.codes.items() if k < 300) > 10  # authenticated calls got through
+    assert {404, 422} <= set(t.codes)  # (401: the ignored_auth check sends each operation without the token)
+    assert not t.failures, f"{len(t.failures)} distinct failures:\n" + "\n".join(t.failures.values())
 
 
 @pytest.mark.xfail(reason="the JobSpec schema (search/spec.py) does not yet state every validator's limit "
                    "(resolution range, width_mult, constraint keys, corruption types): issue 18/24", strict=False)
 def test_submit_accepts_every_schema_valid_spec(api_schema) -> None:
     """POST /jobs accepts every spec its schema admits, except for what only the server knows (its files)."""
-    _, _, _, failures, refused = _run(api_schema, only_submit=True)
-    assert not failures
-    assert not refused, "schema-valid specs refused:\n" + "\n".join(refused.values())
+    t = _run(api_schema, only_submit=True)
+    assert not t.failures
+    assert not t.refused, "schema-valid specs refused:\n" + "\n".join(t.refused.values())
