@@ -11,8 +11,9 @@ from service import repository as repo
 from service.admission import admit
 from service.cache import SummaryCache, summary_loader
 from service.deps import Cursor, DbDep, JobId, Owner, SettingsDep, api_cursor, repo_cursor
-from service.problems import AUTH, problem_responses
+from service.problems import AUTH, CONFLICT, Problem, problem_responses
 from service.schemas import JobDetail, JobPage, JobState, ResumeRequest
+from supernets.errors import InputError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -82,9 +83,14 @@ def cancel(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> dict[str
 def resume(job_id: JobId, owner: Owner, db: DbDep, request: Request,
            body: ResumeRequest | None = None) -> dict[str, Any]:
     """Resume from stored iteration ``from_iteration`` (default: the latest); iterations stored after it are
-    discarded only with ``force: true`` (else 409)."""
+    discarded only with ``force: true`` (else 409). An iteration the job has not stored is 409 too."""
     body = body or ResumeRequest()
-    with db.transaction() as s:
-        out = repo.job_summary(s, repo.resume_job(s, owner, job_id, body.from_iteration, force=body.force))
+    try:
+        with db.transaction() as s:
+            out = repo.job_summary(s, repo.resume_job(s, owner, job_id, body.from_iteration, force=body.force))
+    except InputError as e:  # a valid iteration number the job has not stored: its state, not the request
+        if e.field != "from_iteration":
+            raise
+        raise Problem(CONFLICT, str(e), field=e.field) from None
     _cache(request).invalidate(job_id)
     return out

@@ -136,8 +136,11 @@ def test_list_pagination_filter_cancel(api) -> None:
     _problem(client.post(f"/jobs/{ids[0]}/cancel", headers=alice), 409)
     assert [j["id"] for j in client.get("/jobs?state=cancelled", headers=alice).json()["items"]] == [ids[0]]
     assert len(client.get("/jobs?state=queued", headers=alice).json()["items"]) == 4
-    _problem(client.post(f"/jobs/{ids[1]}/resume", json={"from_iteration": 0}, headers=alice), 422,
-             "from_iteration")
+    _problem(client.post(f"/jobs/{ids[1]}/resume", json={"from_iteration": 0}, headers=alice), 409,
+             "from_iteration")  # a valid number, but the job has stored no iteration: its state (409)
+    for c in ("0", "1", "9" * 18):  # every cursor the schema admits is answered (an empty or a full page)
+        assert client.get("/jobs", params={"cursor": c}, headers=alice).status_code == 200
+    _problem(client.get("/jobs", params={"cursor": "9" * 19}, headers=alice), 422, "cursor")
     _problem(client.get(f"/jobs/{ids[1]}/iterations/0", headers=alice), 404)
     assert client.get(f"/jobs/{ids[1]}/archive", headers=alice).json() == {"items": [], "next_cursor": None}
 
