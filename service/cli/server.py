@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from service import openapi
 from service.app import create_app
 from service.cli.app import app
 from service.cli.common import DbOpt, settings, stderr
@@ -111,3 +112,13 @@ def worker(
     rc = run_workers(s, concurrency, max_idle_seconds=max_idle)
     if rc:
         raise typer.Exit(rc)
+
+
+@app.command("openapi", rich_help_panel="Service")
+def openapi_cmd(
+    out: Annotated[Path, typer.Option("--out", help="file to write")] = openapi.DEFAULT_OUT,
+    check: Annotated[bool, typer.Option("--check", help="only check that the file is up to date (exit 1 if not)")]
+    = False,
+) -> None:
+    """Write the REST API's OpenAPI document (what clients are generated from; default docs/openapi.json)."""
+    raise typer.Exit(openapi.main(["--out", str(out), *(["--check"] if check else [])]))

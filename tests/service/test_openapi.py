@@ -11,6 +11,7 @@ import pytest
 
 from service import openapi
 from service.problems import PROBLEM_TYPES
+from tests.conftest import run_cli
 
 DOC = openapi.openapi_document()
 OPS = [(m.upper(), p, o) for p, ops in DOC["paths"].items() for m, o in ops.items()]
@@ -80,3 +81,11 @@ def test_openapi_command_writes_and_checks(tmp_path: Path, capsys: pytest.Captur
     out.write_text(out.read_text().replace("ProblemDetail", "Other", 1))
     assert openapi.main(["--out", str(out), "--check"]) == 1
     assert "stale" in capsys.readouterr().err
+
+
+def test_msunas_openapi_command(tmp_path: Path) -> None:
+    out = tmp_path / "openapi.json"
+    assert run_cli(["openapi", "--out", str(out), "--check"]) == 1
+    assert run_cli(["openapi", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == json.loads(openapi.render())
+    assert run_cli(["openapi", "--out", str(out), "--check"]) == 0
