@@ -25,7 +25,8 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     db = Database(settings.db_url)
     if require_schema:
         check_schema(db)
-    app = FastAPI(title="msunas", version=msunas_version(), description=DESCRIPTION)
+    app = FastAPI(title="msunas", version=msunas_version(), description=DESCRIPTION,
+                  generate_unique_id_function=lambda route: route.name)  # operationId: the route's function name
     app.state.settings = settings
     app.state.db = db
     app.state.token_cache = TokenCache(settings.token_cache_seconds)

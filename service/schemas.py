@@ -73,6 +73,13 @@ class BestArch(_Out):
     metrics: dict[str, Any]
 
 
+class Best(_Out):
+    """The best successful feasible architecture per objective so far (absent before there is one)."""
+
+    min_f1: BestArch | None = Field(default=None, description="lowest first objective")
+    min_f2: BestArch | None = Field(default=None, description="lowest second objective")
+
+
 class ConstraintLine(_Out):
     """A constraint bounding an objective directly, in the objective's unit (for plots)."""
 
@@ -100,7 +107,7 @@ class JobDetail(_Out):
     spec: JobSpec
     progress: Progress
     hv_history: list[HvPoint]
-    best: dict[str, BestArch] = Field(description="min_f1 / min_f2: the best architecture per objective")
+    best: Best
 
 
 class IterationOut(_Out):
