@@ -189,10 +189,23 @@ async def _input(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, Problem(INVALID_INPUT, str(exc), field=exc.field))
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes (Starlette's 405 names only those of the first matching route)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = _BY_STATUS.get(exc.status_code, INTERNAL if exc.status_code >= 500 else INVALID_INPUT)
-    return problem_response(request, Problem(kind, str(exc.detail), headers=getattr(exc, "headers", None)))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(request, Problem(kind, str(exc.detail), headers=headers or None))
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

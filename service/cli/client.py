@@ -30,8 +30,9 @@ def format_summary(j: dict[str, Any]) -> str:
         f"evaluated={p['n_evaluated']} (failed {p['n_failed']}, feasible {p['n_feasible']})  "
         f"tasks {p['tasks_done']}/{p['tasks_total']} done" + (f"  hv={hv:.6g}" if hv is not None else ""),
     ]
-    for k, b in j.get("best", {}).items():
-        lines.append(f"  {k}: arch {b['arch_id']} objectives={b['objectives']}")
+    for k, b in (j.get("best") or {}).items():
+        if b:  # null before the job has such an architecture
+            lines.append(f"  {k}: arch {b['arch_id']} objectives={b['objectives']}")
     if j.get("error"):
         lines.append(f"  error: {j['error'].splitlines()[0]}")
     lines += [f"  warning: {w}" for w in j.get("warnings") or []]
