@@ -178,12 +178,18 @@ class ResumeRequest(BaseModel):
 ConstraintKey = Literal["params", "macs", "activations", "latency_ms", "avg_macs"]
 assert set(ConstraintKey.__args__) == set(CONSTRAINT_KEYS)  # type: ignore[attr-defined]
 Maximum = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_NAME, _NUM = r"[A-Za-z_][A-Za-z0-9_]*", r"-?[0-9]{1,30}(\.[0-9]{0,30})?([eE][+-]?[0-9]{1,2})?"  # finite floats
+PREFER_PATTERN = rf"^(trade-off|{_NAME}|{_NAME}#{_NUM}(\+{_NAME}#{_NUM})*)$"  # search.select.parse_preference
 
 
 class SelectRequest(SelectOptions):
     """Body of ``POST /jobs/{id}/select``: the options of ``msunas select`` (the schema names the constraint
     keys and that a maximum is a finite number > 0)."""
 
+    prefer: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=PREFER_PATTERN,
+        description="None: most accurate first; a METRIC: the lowest of it (plus the most accurate); 'trade-off': "
+        "high trade-off points; a preference point METRIC#VALUE+... like 'top1#80+macs#150': the closest to it")
     constraints: dict[ConstraintKey, Maximum] | None = Field(  # type: ignore[assignment]
         default=None, max_length=len(CONSTRAINT_KEYS),
         description="extra maxima on recorded metrics (counts; latency_ms in ms), on top of the job's own")
