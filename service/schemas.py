@@ -178,7 +178,7 @@ class ResumeRequest(BaseModel):
 ConstraintKey = Literal["params", "macs", "activations", "latency_ms", "avg_macs"]
 assert set(ConstraintKey.__args__) == set(CONSTRAINT_KEYS)  # type: ignore[attr-defined]
 Maximum = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_NAME, _NUM = r"[A-Za-z_][A-Za-z0-9_]*", r"-?[0-9]{1,30}(\.[0-9]{0,30})?([eE][+-]?[0-9]{1,2})?"  # finite floats
+_NAME, _NUM = r"[A-Za-z_][A-Za-z0-9_]*", r"-?[0-9]{1,30}(\.[0-9]{0,30})?([eE]-?[0-9]{1,2})?"  # finite ("+" parts them)
 PREFER_PATTERN = rf"^(trade-off|{_NAME}|{_NAME}#{_NUM}(\+{_NAME}#{_NUM})*)$"  # search.select.parse_preference
 
 
