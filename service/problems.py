@@ -154,6 +154,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def links(job_id: str, arch_id: str | None = None, *operations: str) -> dict[str, dict[str, Any]]:
+    """OpenAPI ``links`` from a response to the operations (operation ids) it leads to, with the runtime expressions
+    of their ``job_id`` (and ``arch_id``): what clients and stateful tests follow (submit -> get -> archive ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        params = {"job_id": job_id, **({"arch_id": arch_id} if arch_id and op in ("arch", "export") else {})}
+        out[op] = {"operationId": op, "parameters": params}
+    return out
+
+
+JOB_LINKS = ("get_job", "cancel", "resume", "iterations", "archive", "select")
+
+
 def problem_openapi(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document with every 4xx/5xx response as ``application/problem+json`` (FastAPI writes
     ``application/json`` for a response model); cached on the app like FastAPI's own."""

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Query
 
 from service import repository as repo
 from service.deps import ArchId, Cursor, DbDep, JobId, Owner, api_cursor, repo_cursor
-from service.problems import AUTH, problem_responses
+from service.problems import AUTH, links, problem_responses
 from service.schemas import ArchivePage, ArchOut
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["archive"])
 
 
-@router.get("/archive", response_model=ArchivePage, responses=problem_responses(*AUTH, 404))
+@router.get("/archive", response_model=ArchivePage, responses={
+    **problem_responses(*AUTH, 404),
+    200: {"links": links("$request.path.job_id", "$response.body#/items/0/id", "arch", "export")}})
 def archive(job_id: JobId, owner: Owner, db: DbDep, cursor: Cursor = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """The job's evaluated architectures in evaluation order (``next_cursor`` for the next page)."""

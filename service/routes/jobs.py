@@ -11,7 +11,7 @@ from service import repository as repo
 from service.admission import admit
 from service.cache import SummaryCache, summary_loader
 from service.deps import Cursor, DbDep, JobId, Owner, SettingsDep, api_cursor, repo_cursor
-from service.problems import AUTH, CONFLICT, Problem, problem_responses
+from service.problems import AUTH, CONFLICT, JOB_LINKS, Problem, links, problem_responses
 from service.schemas import JobDetail, JobPage, JobState, ResumeRequest
 from supernets.errors import InputError
 
@@ -25,7 +25,8 @@ def _cache(request: Request) -> SummaryCache:
 
 @router.post("", status_code=202, response_model=JobDetail, responses={
     **problem_responses(*AUTH, 409, 413, 429),
-    202: {"headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}}})
+    202: {"headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}},
+          "links": links("$response.body#/id", None, *JOB_LINKS)}})
 def submit(
     spec: JobSpec,
     response: Response,
@@ -46,7 +47,8 @@ def submit(
     return summary
 
 
-@router.get("", response_model=JobPage, responses=problem_responses(*AUTH))
+@router.get("", response_model=JobPage, responses={
+    **problem_responses(*AUTH), 200: {"links": links("$response.body#/items/0/id", None, *JOB_LINKS)}})
 def list_jobs(
     owner: Owner,
     db: DbDep,
@@ -78,8 +80,8 @@ def cancel(job_id: JobId, owner: Owner, db: DbDep, request: Request) -> dict[str
     return out
 
 
-@router.post("/{job_id}/resume", status_code=202, response_model=JobDetail,
-             responses=problem_responses(*AUTH, 404, 409, 413))
+@router.post("/{job_id}/resume", status_code=202, response_model=JobDetail, responses={
+    **problem_responses(*AUTH, 404, 409, 413), 202: {"links": links("$response.body#/id", None, "get_job", "cancel")}})
 def resume(job_id: JobId, owner: Owner, db: DbDep, request: Request,
            body: ResumeRequest | None = None) -> dict[str, Any]:
     """Resume from stored iteration ``from_iteration`` (default: the latest); iterations stored after it are

@@ -9,13 +9,15 @@ from fastapi import APIRouter
 from search.select import select_records
 from service import repository as repo
 from service.deps import DbDep, JobId, Owner
-from service.problems import AUTH, problem_responses
+from service.problems import AUTH, links, problem_responses
 from service.schemas import Selection, SelectRequest
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["archive"])
 
 
-@router.post("/select", response_model=Selection, responses=problem_responses(*AUTH, 404, 413))
+@router.post("/select", response_model=Selection, responses={
+    **problem_responses(*AUTH, 404, 413),
+    200: {"links": links("$request.path.job_id", "$response.body#/items/0/id", "arch", "export")}})
 def select(job_id: JobId, owner: Owner, db: DbDep, body: SelectRequest) -> dict[str, Any]:
     """Pick architectures (most accurate, lowest metric, trade-off, preference point); never a violator of the
     job's constraints."""

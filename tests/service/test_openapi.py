@@ -89,3 +89,17 @@ def test_msunas_openapi_command(tmp_path: Path) -> None:
     assert run_cli(["openapi", "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == json.loads(openapi.render())
     assert run_cli(["openapi", "--out", str(out), "--check"]) == 0
+
+
+def test_links_name_real_operations_and_parameters() -> None:
+    """submit -> get/cancel/resume/iterations/archive/select, list -> job, archive/select -> arch/export."""
+    by_id = {o["operationId"]: o for _, _, o in OPS}
+    n = 0
+    for _, _, op in OPS:
+        for r in op["responses"].values():
+            for link in r.get("links", {}).values():
+                target = by_id[link["operationId"]]
+                assert set(link["parameters"]) == {p["name"] for p in target["parameters"] if p["in"] == "path"}
+                n += 1
+    assert n >= 6 + 6 + 2 + 2 + 2
+    assert set(DOC["paths"]["/jobs"]["post"]["responses"]["202"]["links"]) >= {"get_job", "archive", "select"}
