@@ -7,7 +7,7 @@
     while eng.has_next():
         cands = eng.ask()               # canonical config dicts (iteration 0 = the n_doe initial design)
         results = [evaluator.evaluate(c) for c in cands]   # EvalResult list, any order, matched by config key
-        stats = eng.tell(results)       # iteration, n_archive, hv, surrogate{...}, timing, candidates
+        stats = eng.tell(results)       # iteration, n_archive, hv, hv_cnas, surrogate{...}, timing, candidates
         state = eng.state_dict()        # JSON-able: archive, RNG, reference point, pending candidates
     eng.result()                        # {"archive": [...records...], "front": [...records...], ...}
 
@@ -54,7 +54,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from early_exit.objectives import ExitRateSurrogate
 from search.evaluator import EvalResult
-from search.hv import hv2d_gains, hypervolume, non_dominated, normalise, rank_order
+from search.hv import hv2d_gains, hv_cnas, hypervolume, non_dominated, normalise, rank_order
 from search.objectives import COST_KEYS, Objectives
 from search.spec import EarlyExitSpec, JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
@@ -332,6 +332,19 @@ class Engine:
             return 0.0
         return hypervolume(np.array([r["objectives"] for r in recs], dtype=np.float64), self.ref_point)
 
+    def hv_cnas(self) -> float:
+        """CNAS's hypervolume (:func:`search.hv.hv_cnas`): every successful record (CNAS's archive has no
+        feasibility flag; a violator's penalised objectives count as they are), reference point from the records of
+        the archive's first iteration (the initial design; on a warm start, the archive it started from, as CNAS's
+        resume fixes it)."""
+        recs = [r for r in self.archive if r["status"] == "ok"]
+        if not recs:
+            return 0.0
+        first = min(int(r["iteration"]) for r in recs)
+        F = np.array([r["objectives"] for r in recs], dtype=np.float64)
+        F0 = np.array([r["objectives"] for r in recs if int(r["iteration"]) == first], dtype=np.float64)
+        return hv_cnas(F, F0)
+
     # ---------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Complete JSON-able state: spec, iteration, archive, pending candidates, history, RNG, reference point."""
@@ -519,6 +532,7 @@ class Engine:
                 "n_failed": len(self.archive) - n_ok,
                 "n_front": len(self.front()),
                 "hv": hv,
+                "hv_cnas": self.hv_cnas(),
                 "surrogate": surrogate,
                 "timing": dict(p.get("timing") or {}),
                 "candidates": cand,
