@@ -9,7 +9,17 @@
      "engine": {...Engine.state_dict()...}}
 
 A CNAS file has only the first four keys (compact configs, f2 = the run's second objective); it is read as an
-archive of records with ``metrics = {"top1": 100 - f1, "f2": f2}``.
+archive of records with ``metrics = {"top1": 100 - f1, "f2": f2}``. A CNAS run with ``first_obj top1_robust``
+(FlatNAS) writes rows ``[config, top1_robust, f2, top1_err, robustness]`` and ``alpha_norm``: those rows give
+``top1 = 100 - top1_err`` and ``robustness``.
+
+A CNAS *run folder* also keeps each evaluated net's own stats, in one of two layouts:
+``iter_K/net_i.subnet`` + ``net_i.stats`` (MSuNAS, CNAS@012c164 ``nsganetv2/msunas.py``: ``top1`` is the accuracy
+%) or ``iter_K/net_i/net_i.subnet`` + ``net_i.stats`` (CNAS@HEAD ``cnas.py``/``train.py``: ``top1`` is the error
+%). Both keep ``params``, ``flops``/``macs``, ``activations`` in millions (2 decimals) at the top level and compact
+configs. :func:`cnas_net_stats` reads them (which meaning ``top1`` has is decided per net from the archive row's
+error), and :func:`records_from_stats` adds them to the records as counts (``params``, ``macs``, ``activations``)
+plus the other numbers the net recorded (``tiny_ml``, ``robustness``, ``avg_macs``, ...).
 """
 
 from __future__ import annotations
@@ -145,11 +155,78 @@ def iteration_of(path: str | Path) -> int:
     return int(m.group(1))
 
 
+CNAS_MILLIONS = {"params": "params", "macs": "macs", "flops": "macs", "activations": "activations"}
+"""CNAS ``net_i.stats`` keys kept in millions -> our metric (a count)."""
+
+
+def _cnas_net_files(folder: Path, max_iter: int | None) -> list[tuple[int, int, Path]]:
+    """``(iteration, i, stats path)`` of every CNAS net in a run folder (both layouts), up to ``max_iter``."""
+    found = []
+    for p in folder.glob("iter_*/net_*.stats"):
+        m = re.fullmatch(r"iter_(\d+)", p.parent.name)
+        n = re.fullmatch(r"net_(\d+)\.stats", p.name)
+        if m and n:
+            found.append((int(m.group(1)), int(n.group(1)), p))
+    for p in folder.glob("iter_*/net_*/net_*.stats"):
+        m = re.fullmatch(r"iter_(\d+)", p.parent.parent.name)
+        n = re.fullmatch(r"net_(\d+)\.stats", p.name)
+        if m and n and p.parent.name == f"net_{n.group(1)}":
+            found.append((int(m.group(1)), int(n.group(1)), p))
+    return sorted(x for x in found if max_iter is None or x[0] <= max_iter)
+
+
+def cnas_net_stats(folder: str | Path, max_iter: int | None = None,
+                   errors: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-net stats of a CNAS run folder, by config key: ``{"iteration", "metrics"}`` with ``metrics["top1"]``
+    the accuracy % and ``params``/``macs``/``activations`` as counts (CNAS keeps millions; ``flops`` is its MACs).
+
+    ``errors`` (config key -> the archive row's top-1 error) decides per net whether its ``top1`` is an accuracy
+    (MSuNAS) or an error (CNAS@HEAD); without a matching row the layout decides (flat: accuracy, nested: error).
+    Our own run folders (nested ``metrics``) are skipped; later iterations win for a config seen twice, as CNAS's
+    resume keeps the last."""
+    out: dict[str, dict[str, Any]] = {}
+    for it, _i, p in _cnas_net_files(Path(folder), max_iter):
+        subnet = p.with_suffix(".subnet")
+        try:
+            st = json.loads(p.read_text())
+            cfg_doc = json.loads(subnet.read_text()) if subnet.is_file() else None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(st, dict) or "metrics" in st or not isinstance(cfg_doc, dict):
+            continue
+        top1 = st.get("top1")
+        if not isinstance(top1, (int, float)) or isinstance(top1, bool):
+            continue
+        try:
+            cfg = _canonical(cfg_doc)
+        except (KeyError, ValueError):
+            continue
+        key = codec.config_key(cfg)
+        err = (errors or {}).get(key)
+        nested = p.parent.name != f"iter_{it}"
+        if err is not None:
+            is_error = abs(float(top1) - err) < abs(100.0 - float(top1) - err)
+        else:
+            is_error = nested
+        metrics: dict[str, float] = {"top1": 100.0 - float(top1) if is_error else float(top1)}
+        for k, v in st.items():
+            if k == "top1" or not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if k in CNAS_MILLIONS:
+                metrics[CNAS_MILLIONS[k]] = float(v) * 1e6
+            else:
+                metrics[k] = float(v)
+        out[key] = {"iteration": it, "metrics": metrics}
+    return out
+
+
 def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Archive records of a parsed stats file: the engine's own records, or records rebuilt from CNAS rows."""
+    """Archive records of a parsed stats file: the engine's own records, or records rebuilt from CNAS rows (with
+    the per-net stats of its run folder when they are there, :func:`cnas_net_stats`)."""
     eng = doc.get("engine")
     if isinstance(eng, Mapping) and isinstance(eng.get("archive"), list):
         return [dict(r) for r in eng["archive"]]
+    robust_rows = "alpha_norm" in doc  # CNAS first_obj top1_robust: [config, top1_robust, f2, top1_err, R]
     out = []
     for i, row in enumerate(doc["archive"]):
         try:
@@ -157,7 +234,11 @@ def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         except ValueError as e:
             raise InputError("stats", f"archive[{i}].config: {e}") from None
         f = [float(v) for v in row[1:]]
-        metrics = {"top1": 100.0 - f[0]}
+        if robust_rows and len(f) >= 4:
+            metrics = {"top1": 100.0 - f[2], "top1_robust": f[0], "robustness": f[3]}
+            f = f[:2]
+        else:
+            metrics = {"top1": 100.0 - f[0]}
         if len(f) > 1:
             metrics["f2"] = f[1]
         out.append(
@@ -172,6 +253,20 @@ def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "feasible": True,
             }
         )
+    path = doc.get("_path")
+    if path and out:
+        it = None
+        try:
+            it = iteration_of(path)
+        except InputError:
+            pass
+        errs = {r["key"]: 100.0 - r["metrics"]["top1"] for r in out}
+        nets = cnas_net_stats(Path(path).parent, it, errs)
+        for r in out:
+            net = nets.get(r["key"])
+            if net is not None:
+                r["iteration"] = net["iteration"]
+                r["metrics"] = {**net["metrics"], **r["metrics"]}  # the archive row's figures stay
     return out
 
 
