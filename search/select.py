@@ -11,8 +11,8 @@
   to what it gains; knees score high.
 - ``prefer="top1#80+macs#150"``: a preference point (top-1 80 %, 150 M MACs); the ``n`` front points closest by the
   achievement scalarising function ``max_k (f_k - z_k) / range_k`` (normalised by the front's ranges).
-- ``n_exits=K``: keep only early-exit configs with K early exits (``t`` thresholds < 1, or ``b`` genes = 1);
-  configs without exits pass unchanged.
+- ``n_exits=K``: keep only early-exit configs with K early exits (``t`` thresholds < 1, or ``b`` genes = 1; the
+  final classifier not counted, as CNAS's ``post_search.py --n_exits``); configs without exits pass unchanged.
 
 Failed records and records violating ``constraints`` (maxima in counts, ms for ``latency_ms``) or flagged
 infeasible are never returned. Metric values are read in display units: ``top1``/``top1_err`` %, ``params``,
@@ -73,12 +73,13 @@ def _minimised(record: Mapping[str, Any], name: str) -> float:
 
 
 def n_exits_of(config: Mapping[str, Any]) -> int | None:
-    """Exits of an early-exit config including the final classifier (CNAS's ``--n_exits`` convention: early exits
-    are ``t`` < 1 or ``b`` = 1 after stages 1-4, plus one); None for a config without exit genes."""
+    """Early exits of a config, the final classifier not counted, as CNAS's ``post_search.py --n_exits`` counts
+    them (``len(t) - t.count(1)`` for EDANAS's thresholds ``t``, ``b != 0`` for NACHOS's ``b``); 0..4, None for a
+    config without exit genes."""
     if "t" in config:
-        return int(sum(float(t) < 1.0 for t in config["t"])) + 1
+        return int(sum(float(t) < 1.0 for t in config["t"]))
     if "b" in config:
-        return int(sum(int(b) == 1 for b in config["b"])) + 1
+        return int(sum(int(b) != 0 for b in config["b"]))
     return None
 
 
@@ -199,8 +200,8 @@ class SelectOptions(BaseModel):
         description="None: most accurate first; a METRIC: the lowest of it (plus the most accurate); 'trade-off': "
         "high trade-off points; a preference point like 'top1#80+macs#150': the closest to it",
     )
-    n_exits: int | None = Field(default=None, ge=1, le=5, description="early-exit nets with this many exits "
-                                "(early exits plus the final classifier)")
+    n_exits: int | None = Field(default=None, ge=0, le=4, description="early-exit nets with this many early "
+                                "exits (the final classifier not counted, as CNAS counts them)")
     constraints: dict[str, float] | None = Field(
         default=None, max_length=len(CONSTRAINT_KEYS),
         description="extra maxima on recorded metrics (counts; latency_ms in ms), on top of the job's own",

@@ -101,8 +101,8 @@ def select(
     n: Annotated[int, typer.Option("-n", min=1, max=1000, help="number of architectures")] = 3,
     prefer: Annotated[str | None, typer.Option("--prefer", help="METRIC (lowest), trade-off, or a preference point "
                                                "like top1#80+macs#150")] = None,
-    n_exits: Annotated[int | None, typer.Option("--n-exits", min=1, max=5, help="keep early-exit nets with K exits "
-                                                "(the final classifier counts)")] = None,
+    n_exits: Annotated[int | None, typer.Option("--n-exits", min=0, max=4, help="keep early-exit nets with K early "
+                                                "exits (the final classifier not counted, as in CNAS)")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
     save: Annotated[Path | None, typer.Option("--save", help="write net_i.subnet/net_i.stats of the selection "

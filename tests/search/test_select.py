@@ -93,7 +93,9 @@ def test_n_exits_filter_on_early_exit_configs(shared_data: Path) -> None:
     k = sorted(counts)[len(counts) // 2]
     chosen = select(recs, n=3, n_exits=k)
     assert chosen and all(n_exits_of(r["config"]) == k for r in chosen)
-    assert n_exits_of({"b": [1, 0, 1, 1]}) == 4 and n_exits_of({"ks": []}) is None
+    # CNAS's count (post_search.py): early exits only, the final classifier not counted
+    assert n_exits_of({"b": [1, 0, 1, 1]}) == 3 and n_exits_of({"t": [0.1, 1, 1, 1]}) == 1
+    assert n_exits_of({"ks": []}) is None
 
 
 def test_n_exits_is_a_no_op_without_exits(cnas: list[dict[str, Any]]) -> None:
