@@ -1,6 +1,7 @@
 """Objectives and constraints: what the engine minimises and what it must respect.
 
-Objectives (all minimised; the first is always ``top1_err``)
+Objectives (all minimised; the first is ``top1_err``, or ``top1_robust`` as CNAS runs FlatNAS:
+``objectives: [top1_robust, tiny_ml]``, ``cnas.py --first_obj top1_robust``)
 -------------------------------------------------------------
 =================  ======================================  ===========  =========================
 name               value                                   unit         source
@@ -348,7 +349,10 @@ class Objectives:
         """Objective matrix F (N, n_obj) and hard-mode constraints G (N, n_constr) from top-1 (%) and costs
         (``population``: the rows are one surrogate population, for ``constraint_mode: nachos``)."""
         f1 = 100.0 - np.asarray(top1, dtype=np.float64)
-        cols = [f1]
+        if self.names[0] == "top1_robust":  # FlatNAS as CNAS runs it: [top1_robust, f2]; f2 still sees top1_err
+            cols = [self.top1_robust(f1, np.asarray(metrics["robustness"], dtype=np.float64))]
+        else:
+            cols = [f1]
         if self.n_obj == 2:
             cols.append(self.second_objective(costs, metrics, f1, population))
         F = np.stack(cols, axis=1)

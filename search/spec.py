@@ -30,6 +30,8 @@ SECOND_OBJECTIVES = (
     "avg_macs",
     "top1_robust",
 )
+FIRST_OBJECTIVES = ("top1_err", "top1_robust")
+"""``top1_robust`` first: FlatNAS as CNAS runs it (``cnas.py --first_obj top1_robust --sec_obj tiny_ml``)."""
 CONSTRAINT_KEYS = ("params", "macs", "activations", "latency_ms", "avg_macs")
 
 
@@ -284,10 +286,12 @@ class JobSpec(_Strict):
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
-        if v[0] != "top1_err":
-            raise ValueError(f"first objective must be top1_err, got {v[0]!r}")
+        if v[0] not in FIRST_OBJECTIVES:
+            raise ValueError(f"first objective must be one of {list(FIRST_OBJECTIVES)}, got {v[0]!r}")
         if len(v) == 2 and v[1] not in SECOND_OBJECTIVES:
             raise ValueError(f"second objective {v[1]!r} is not one of {list(SECOND_OBJECTIVES)}")
+        if len(v) == 2 and v[0] == v[1]:
+            raise ValueError(f"the two objectives must differ, got {v[0]!r} twice")
         return v
 
     @field_validator("constraints")
@@ -328,6 +332,9 @@ class JobSpec(_Strict):
                                  "milp needs predictor: bilinear (its accuracy model is linear in choices)")
             if self.search_space != "mobilenetv3":
                 raise InputError("optimizer", "milp supports the mobilenetv3 search space only")
+            if self.objectives[0] != "top1_err":
+                raise InputError("optimizer", "milp minimises the surrogate's top1_err: the first objective must be"
+                                 " top1_err")
             if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
                 raise InputError("optimizer", "milp needs an additive second objective (params, macs or latency)")
             extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
