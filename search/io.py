@@ -227,7 +227,7 @@ def records_from_stats(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(eng, Mapping) and isinstance(eng.get("archive"), list):
         return [dict(r) for r in eng["archive"]]
     robust_rows = "alpha_norm" in doc  # CNAS first_obj top1_robust: [config, top1_robust, f2, top1_err, R]
-    out = []
+    out: list[dict[str, Any]] = []
     for i, row in enumerate(doc["archive"]):
         try:
             cfg = _canonical(row[0])
