@@ -155,7 +155,7 @@ class EarlyExitSpec(_Strict):
     max-softmax probability reaches ``1/K + t (1 - 1/K)``. ``calib_grid`` is in max-softmax probability units.
     ``loss_weights``: exits after stages 1-4 and the final classifier.
     ``exit_rule`` / ``head``: ours by default; ``margin`` / ``edanas`` reproduce the CNAS code of the EDANAS runs
-    (docs/early_exit.md, docs/fidelity_19b.md).
+    (docs/early_exit.md, docs/fidelity.md).
     """
 
     exit_mode: Literal["t", "b"] = "t"
