@@ -562,6 +562,8 @@ class Engine:
     def _initial_design(self) -> list[dict[str, Any]]:
         """``n_doe`` distinct canonical configs: smallest, largest, then uniform samples (hard: feasible ones)."""
         n = self.spec.n_doe
+        if self.opts.doe == "cnas":
+            return self._cnas_design(n)
         hard = self.spec.constraint_mode == "hard" and bool(self.objectives.constraint_keys)
         picked: list[dict[str, Any]] = []
         keys: set[str] = set(self._keys)
@@ -591,6 +593,31 @@ class Engine:
                 if k not in keys and len(picked) < n:
                     keys.add(k)
                     picked.append(c)
+        return picked
+
+    def _cnas_design(self, n: int) -> list[dict[str, Any]]:
+        """CNAS@HEAD's initial design (``cnas.py``: ``initialize_seed(seed)`` then ``search_space.sample(n_doe)``,
+        ``search_space.py`` ``OFASearchSpace.sample``): numpy's global RNG seeded with the job's seed; per sample
+        the 5 depths, then kernel sizes and expand ratios of the sum(d) active layers, then the resolution when
+        lr != ur. CNAS evaluates a repeated draw twice; here it is skipped and the next draw taken (an archive
+        holds a config once). Constraints are not applied, as in CNAS."""
+        lr, ur = self.spec.resolution
+        grid = codec.resolution_grid(lr, ur)
+        rs = np.random.RandomState(self.spec.seed)
+        keys: set[str] = set(self._keys)
+        picked: list[dict[str, Any]] = []
+        for _ in range(100 * n + 1000):
+            if len(picked) >= n:
+                break
+            depth = rs.choice(list(codec.DEPTHS), codec.N_STAGES, replace=True).tolist()
+            ks = rs.choice(list(codec.KERNELS), size=int(np.sum(depth)), replace=True).tolist()
+            e = rs.choice(list(codec.EXPANDS), size=int(np.sum(depth)), replace=True).tolist()
+            r = lr if lr == ur else int(rs.choice(grid))
+            cfg = self.space.validate({"ks": ks, "e": e, "d": depth, "r": r})
+            k = codec.config_key(cfg)
+            if k not in keys:
+                keys.add(k)
+                picked.append(cfg)
         return picked
 
     def _fit_surrogates(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:

@@ -232,6 +232,10 @@ class EngineSpec(_Strict):
     candidate_selection: Literal["hv", "spread"] = Field(
         default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front"
     )
+    doe: Literal["ours", "cnas"] = Field(
+        default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
+        "initialize) or cnas (CNAS@HEAD's search_space.sample with numpy seeded by the job's seed)",
+    )
     cv_folds: int = Field(default=5, ge=2, description="folds of the held-out surrogate statistics")
     ref_point: list[float] | None = Field(
         default=None, description="HV reference point in objective units; default 100 % error, f2 of the largest net"
@@ -324,6 +328,8 @@ class JobSpec(_Strict):
             )
         if self.supernet.path and self.supernet.random_init:
             raise InputError("supernet", "give either supernet.path or supernet.random_init, not both")
+        if self.engine.doe == "cnas" and self.search_space != "mobilenetv3":
+            raise InputError("engine.doe", "doe: cnas is CNAS's mobilenetv3 sampler (use ours for eemobilenetv3)")
         if self.early_exit is not None and self.search_space != "eemobilenetv3":
             raise InputError("early_exit", "early-exit options need search_space eemobilenetv3")
         if self.optimizer == "milp":
