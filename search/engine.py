@@ -735,8 +735,11 @@ class Engine:
                 **self._operators(),
             )
             inner_seed = int(self.rng.integers(2**31 - 1))
-            minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+            res = minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
             seen = np.array(problem.X_seen, dtype=np.int64)
+            if self.opts.candidate_selection == "cnas" and res.pop is not None:
+                # CNAS chooses among the inner NSGA-II's final population, not every design it saw
+                seen = np.unique(np.asarray(np.round(res.pop.get("X")), dtype=np.int64), axis=0)
         timing["search"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         pool = canonicalise_genomes(seen.reshape(-1, self.space.n_var))
@@ -782,6 +785,11 @@ class Engine:
             return [int(i) for i in idx]
         if F.shape[1] == 1:
             return [int(i) for i in idx[np.argsort(F[idx, 0], kind="stable")][:n]]
+        if self.opts.candidate_selection == "cnas":
+            recs = [r for r in self.archive if r["status"] == "ok"]
+            A = np.array([r["objectives"] for r in recs], dtype=np.float64).reshape(-1, F.shape[1])
+            front_f2 = A[non_dominated(A), 1] if len(A) else np.zeros(0)
+            return [int(idx[i]) for i in cnas_subset(F[idx, 1], front_f2, n, self.rng)]
         Fn = normalise(F, self.ref_point)
         base = self._archive_front_norm()
         chosen: list[int] = []
@@ -825,6 +833,60 @@ class Engine:
             remaining.remove(j)
             pts = np.vstack([pts, Fc[j][None]])
         return out
+
+
+def subset_spread(f2: np.ndarray, front_f2: np.ndarray) -> float:
+    """CNAS's subset objective: the standard deviation of the gaps between the sorted second objectives of the
+    archive's front and the chosen candidates (smaller = more evenly spread along f2)."""
+    v = np.sort(np.concatenate([np.asarray(front_f2, dtype=np.float64), np.asarray(f2, dtype=np.float64)]))
+    return float(np.std(np.diff(v))) if len(v) > 1 else 0.0
+
+
+def cnas_subset(f2: np.ndarray, front_f2: np.ndarray, k: int, rng: np.random.Generator,
+                pop_size: int = 100, n_gen: int = 60) -> list[int]:
+    """CNAS's candidate selection (``cnas.py`` ``_subset_selection`` / ``SubsetProblem``, the operators of its
+    ``utils.py``): a genetic algorithm over subsets of exactly ``k`` candidates minimising :func:`subset_spread`
+    (population 100, 60 generations; offspring keep both parents' common members and fill up from the members
+    only one parent has; mutation swaps one member in and one out; elitist survival of distinct subsets).
+    Returns the chosen indices into ``f2`` (all of them when there are at most ``k``)."""
+    m = len(f2)
+    if m <= k:
+        return list(range(m))
+    f2 = np.asarray(f2, dtype=np.float64)
+
+    def score(s: np.ndarray) -> float:
+        return subset_spread(f2[s], front_f2)
+
+    def canon(s: np.ndarray) -> tuple[int, ...]:
+        return tuple(sorted(int(i) for i in s))
+
+    pop: dict[tuple[int, ...], float] = {}
+    for _ in range(pop_size * 4):
+        if len(pop) >= pop_size:
+            break
+        s = canon(rng.permutation(m)[:k])
+        pop.setdefault(s, score(np.array(s)))
+    for _ in range(n_gen):
+        members = list(pop)
+        children: dict[tuple[int, ...], float] = {}
+        for _ in range(pop_size):
+            a, b = (members[int(i)] for i in rng.integers(len(members), size=2))
+            c, d = (members[int(i)] for i in rng.integers(len(members), size=2))
+            p1 = a if pop[a] <= pop[b] else b  # binary tournaments
+            p2 = c if pop[c] <= pop[d] else d
+            common = sorted(set(p1) & set(p2))
+            only = np.array(sorted(set(p1) ^ set(p2)), dtype=np.int64)
+            child = np.array(common + rng.permutation(only)[: k - len(common)].tolist(), dtype=np.int64)
+            outside = np.setdiff1d(np.arange(m), child)
+            if len(outside):  # mutation: one member out, one in
+                child[int(rng.integers(k))] = int(rng.choice(outside))
+            key = canon(child)
+            if key not in pop and key not in children:
+                children[key] = score(np.array(key))
+        merged = {**pop, **children}
+        pop = dict(sorted(merged.items(), key=lambda kv: (kv[1], kv[0]))[:pop_size])
+    best = min(pop.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return list(best)
 
 
 # engine kinds (the spec's ``engine.kind``) -> "module:Class"; each class has Engine's ask/tell/state contract and

@@ -229,8 +229,9 @@ class EngineSpec(_Strict):
     operators: Literal["ux", "sbx"] = Field(
         default="ux", description="ux: uniform crossover + random-reset mutation; sbx: SBX/PM with rounding"
     )
-    candidate_selection: Literal["hv", "spread"] = Field(
-        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front"
+    candidate_selection: Literal["hv", "spread", "cnas"] = Field(
+        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front; cnas: "
+        "CNAS's subset GA over the inner search's final population (even spread of f2)"
     )
     doe: Literal["ours", "cnas"] = Field(
         default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
