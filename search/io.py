@@ -1,5 +1,9 @@
 """The seed-compatible search folder: ``iter_K.stats``, ``iter_K/net_i.subnet`` + ``net_i.stats``, ``failed/``.
 
+``output_layout: cnas`` also writes CNAS@HEAD's per-net files ``iter_K/net_i/net_i.subnet`` (compact config) +
+``net_i.stats`` (:func:`cnas_net_doc`) and ``failed/it_K_net_i``, keeps compact configs in the ``archive`` and
+``candidates`` rows and CNAS's hypervolume (``hv_cnas``) as ``hv``, so CNAS's resume and post-search read the folder.
+
 ``iter_K.stats`` (JSON), as MSuNAS/CNAS write it, plus the engine state so ``--resume`` is exact::
 
     {"archive": [[config, f1, f2], ...],   # successful evaluations so far (f1 = top-1 error %, f2 in its unit)
@@ -75,6 +79,48 @@ def read_subnet(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None
     return doc, artefact if isinstance(artefact, dict) else None
 
 
+def cnas_net_doc(record: Mapping[str, Any], objectives: Sequence[str]) -> dict[str, Any]:
+    """A record as CNAS@HEAD's ``train.py`` writes ``net_i.stats``: ``top1`` the error %, ``params``/``macs``/
+    ``activations`` in millions (2 decimals), ``tiny_ml`` when it is the run's objective, and the FlatNAS /
+    early-exit figures the record has (``robustness``, ``top1_robust``, ``avg_macs`` in millions)."""
+    m = record.get("metrics") or {}
+    doc: dict[str, Any] = {"top1": round(100.0 - float(m["top1"]), 2)}
+    for k in ("macs", "activations", "params"):
+        if isinstance(m.get(k), (int, float)):
+            doc[k] = round(float(m[k]) / 1e6, 2)
+    if len(objectives) == 2 and objectives[1] == "tiny_ml" and record.get("objectives"):
+        doc["tiny_ml"] = float(record["objectives"][1])
+    for k in ("robustness", "top1_robust"):
+        if isinstance(m.get(k), (int, float)):
+            doc[k] = float(m[k])
+    if isinstance(m.get("avg_macs"), (int, float)):
+        doc["avg_macs"] = round(float(m["avg_macs"]) / 1e6, 2)
+    return doc
+
+
+def _compact(config: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(codec.to_compact({k: config[k] for k in ("ks", "e", "d", "r") if k in config}))
+    for extra in ("t", "b"):
+        if extra in config:
+            out[extra] = list(config[extra])
+    return out
+
+
+def _write_cnas_nets(out: Path, k: int, recs: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> None:
+    """``output_layout: cnas``: CNAS@HEAD's ``iter_K/net_i/net_i.subnet`` + ``net_i.stats`` (``cnas.py``
+    ``_evaluate``), and ``failed/it_K_net_i`` (the subnet) for a failed net."""
+    for i, rec in enumerate(recs):
+        cfg = json.dumps(_compact(rec["config"]))
+        if rec["status"] == "ok":
+            d = out / f"iter_{k}" / f"net_{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"net_{i}.subnet").write_text(cfg)
+            (d / f"net_{i}.stats").write_text(json.dumps(cnas_net_doc(rec, objectives)))
+        else:
+            (out / "failed").mkdir(exist_ok=True)
+            (out / "failed" / f"it_{k}_net_{i}").write_text(cfg)
+
+
 def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: Sequence[Any],
                     artefact: Mapping[str, Any] | None = None) -> Path:
     """Write ``iter_K.stats`` and the candidates' ``iter_K/net_i.*`` (failures under ``failed/``), each saying what
@@ -103,10 +149,17 @@ def write_iteration(out: Path, engine: Any, stats: Mapping[str, Any], results: S
         name = f"net_{i}" if rec["status"] == "ok" else f"iter_{k}_net_{i}"
         (target / f"{name}.subnet").write_text(json.dumps(subnet_doc(rec["config"], artefact)))
         (target / f"{name}.stats").write_text(json.dumps(net_stats, indent=1))
+    cnas = getattr(engine.spec, "output_layout", "msunas") == "cnas"
+    if cnas:
+        _write_cnas_nets(out, k, recs, list(engine.spec.objectives))
+
+    def row(r: Mapping[str, Any]) -> list[Any]:
+        return [_compact(r["config"]), *r["objectives"]] if cnas else _row(r)
+
     doc = {
-        "archive": [_row(r) for r in engine.archive if r["status"] == "ok"],
-        "candidates": [_row(r) for r in recs if r["status"] == "ok"],
-        "hv": stats["hv"],
+        "archive": [row(r) for r in engine.archive if r["status"] == "ok"],
+        "candidates": [row(r) for r in recs if r["status"] == "ok"],
+        "hv": stats.get("hv_cnas", stats["hv"]) if cnas else stats["hv"],
         "surrogate": stats["surrogate"],
         "iteration": k,
         "objectives": list(engine.spec.objectives),

@@ -275,6 +275,10 @@ class JobSpec(_Strict):
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
+    output_layout: Literal["msunas", "cnas"] = Field(
+        default="msunas", description="run folder: msunas (ours) or cnas (also CNAS's iter_K/net_i/net_i.subnet|stats"
+        " with top1 the error and millions at the top level, compact configs and CNAS's hv in iter_K.stats)",
+    )
     engine: EngineSpec = Field(default_factory=EngineSpec)
 
     @field_validator("width_mult")
