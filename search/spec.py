@@ -92,6 +92,11 @@ class SupernetEvaluatorSpec(_Strict):
     train_images: int | None = Field(default=None, ge=1)
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
     channels_last: bool = True
+    optimizer: Literal["sgd", "sam"] = Field(
+        default="sgd", description="fine-tuning: sgd, or sam (sharpness-aware, as FlatNAS trains: CNAS --optim SAM)"
+    )
+    sam_rho: float = Field(default=2.0, gt=0, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)")
+    sam_adaptive: bool = Field(default=True, description="ASAM (CNAS's --adaptive default True)")
 
 
 class OracleEvaluatorSpec(_Strict):
