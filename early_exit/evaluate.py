@@ -143,8 +143,8 @@ def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: Ea
     :func:`early_exit.metrics.evaluate_policy`'s keys (lists over the present exits) the result has flat
     numbers per exit position -- ``exit_util_s1``..``exit_util_s4``, ``exit_util_final`` and likewise
     ``exit_acc_*``, ``exit_macs_*``, ``threshold_s*`` for the present exits -- so that archives that keep only
-    numeric metrics keep them too; ``macs`` is the single-exit backbone's MACs and ``n_exits`` counts the final
-    exit.
+    numeric metrics keep them too; ``macs`` is the single-exit backbone's MACs and ``n_exits`` counts the early
+    exits (not the final one, as CNAS counts them).
     """
     macs = exit_macs(
         config,
@@ -178,7 +178,7 @@ def score_exits(config: Mapping[str, Any], probs: Any, labels: Any, settings: Ea
         )
         out.pop("feasible", None)
     out["macs"] = float(backbone_macs(config, n_classes=settings.n_classes, width_mult=settings.width_mult))
-    out["n_exits"] = len(macs)
+    out["n_exits"] = len(macs) - 1  # early exits only (CNAS's count); len(macs) classifiers
     names = [f"s{s + 1}" for s, p in enumerate(exits_of(config)) if p] + ["final"]
     for k, name in enumerate(names):
         out[f"exit_util_{name}"] = out["exit_util"][k]

@@ -154,7 +154,7 @@ def check_onnx(
         "max_abs_logit": scale,
         "policy_agree": int(np.sum(same)),
         "policy_checked": len(same),
-        "policy_exit_counts": np.bincount(where, minlength=net.n_exits).tolist(),
+        "policy_exit_counts": np.bincount(where, minlength=net.n_outputs).tolist(),
     }
 
 

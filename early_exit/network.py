@@ -181,8 +181,9 @@ def exits_of(config: Mapping[str, Any]) -> list[bool]:
 
 
 def n_exits(config: Mapping[str, Any]) -> int:
-    """Exits of a config including the final classifier (CNAS's ``--n_exits``; 1 for a single-exit config)."""
-    return sum(exits_of(config)) + 1
+    """Early exits of a config, the final classifier not counted (0 for a single-exit config), as CNAS counts them
+    (``post_search.py --n_exits``: ``len(t) - t.count(1)`` for EDANAS's ``t``, ``b != 0`` for NACHOS's ``b``)."""
+    return sum(exits_of(config))
 
 
 def exit_macs(
@@ -329,7 +330,12 @@ class EarlyExitNet(nn.Module):
 
     @property
     def n_exits(self) -> int:
-        """Exits including the final classifier."""
+        """Early exits (the final classifier not counted, as CNAS counts them)."""
+        return len(self.exit_stages)
+
+    @property
+    def n_outputs(self) -> int:
+        """Classifiers: the early exits plus the final one (the length of every per-exit list)."""
         return len(self.exit_stages) + 1
 
     def _final(self, x: torch.Tensor) -> torch.Tensor:
@@ -507,7 +513,7 @@ def predict_exits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax outputs of every exit on a data split: ``(probs (E, N, K) float32, labels (N,) int64)``."""
     net.to(device).eval()
-    probs: list[list[np.ndarray]] = [[] for _ in range(net.n_exits)]
+    probs: list[list[np.ndarray]] = [[] for _ in range(net.n_outputs)]
     labels = []
     for x, y in loader:
         outs = net(x.to(device))

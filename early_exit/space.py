@@ -157,8 +157,8 @@ class EEMobileNetV3Space(MobileNetV3Space):
         return [bool(b) for b in c["b"]]
 
     def n_exits(self, config: Mapping[str, Any]) -> int:
-        """Number of exits including the final classifier (CNAS's ``--n_exits`` counts it too)."""
-        return sum(self.exits_present(config)) + 1
+        """Number of early exits, the final classifier not counted (CNAS's ``post_search.py --n_exits``)."""
+        return sum(self.exits_present(config))
 
     # -- genome ----------------------------------------------------------------------------------------------
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:

@@ -7,7 +7,7 @@
     while eng.has_next():
         cands = eng.ask()               # canonical config dicts (iteration 0 = the n_doe initial design)
         results = [evaluator.evaluate(c) for c in cands]   # EvalResult list, any order, matched by config key
-        stats = eng.tell(results)       # iteration, n_archive, hv, surrogate{...}, timing, candidates
+        stats = eng.tell(results)       # iteration, n_archive, hv, hv_cnas, surrogate{...}, timing, candidates
         state = eng.state_dict()        # JSON-able: archive, RNG, reference point, pending candidates
     eng.result()                        # {"archive": [...records...], "front": [...records...], ...}
 
@@ -54,7 +54,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from early_exit.objectives import ExitRateSurrogate
 from search.evaluator import EvalResult
-from search.hv import hv2d_gains, hypervolume, non_dominated, normalise, rank_order
+from search.hv import hv2d_gains, hv_cnas, hypervolume, non_dominated, normalise, rank_order
 from search.objectives import COST_KEYS, Objectives
 from search.spec import EarlyExitSpec, JobSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
@@ -332,6 +332,19 @@ class Engine:
             return 0.0
         return hypervolume(np.array([r["objectives"] for r in recs], dtype=np.float64), self.ref_point)
 
+    def hv_cnas(self) -> float:
+        """CNAS's hypervolume (:func:`search.hv.hv_cnas`): every successful record (CNAS's archive has no
+        feasibility flag; a violator's penalised objectives count as they are), reference point from the records of
+        the archive's first iteration (the initial design; on a warm start, the archive it started from, as CNAS's
+        resume fixes it)."""
+        recs = [r for r in self.archive if r["status"] == "ok"]
+        if not recs:
+            return 0.0
+        first = min(int(r["iteration"]) for r in recs)
+        F = np.array([r["objectives"] for r in recs], dtype=np.float64)
+        F0 = np.array([r["objectives"] for r in recs if int(r["iteration"]) == first], dtype=np.float64)
+        return hv_cnas(F, F0)
+
     # ---------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Complete JSON-able state: spec, iteration, archive, pending candidates, history, RNG, reference point."""
@@ -519,6 +532,7 @@ class Engine:
                 "n_failed": len(self.archive) - n_ok,
                 "n_front": len(self.front()),
                 "hv": hv,
+                "hv_cnas": self.hv_cnas(),
                 "surrogate": surrogate,
                 "timing": dict(p.get("timing") or {}),
                 "candidates": cand,
@@ -548,6 +562,8 @@ class Engine:
     def _initial_design(self) -> list[dict[str, Any]]:
         """``n_doe`` distinct canonical configs: smallest, largest, then uniform samples (hard: feasible ones)."""
         n = self.spec.n_doe
+        if self.opts.doe == "cnas":
+            return self._cnas_design(n)
         hard = self.spec.constraint_mode == "hard" and bool(self.objectives.constraint_keys)
         picked: list[dict[str, Any]] = []
         keys: set[str] = set(self._keys)
@@ -577,6 +593,31 @@ class Engine:
                 if k not in keys and len(picked) < n:
                     keys.add(k)
                     picked.append(c)
+        return picked
+
+    def _cnas_design(self, n: int) -> list[dict[str, Any]]:
+        """CNAS@HEAD's initial design (``cnas.py``: ``initialize_seed(seed)`` then ``search_space.sample(n_doe)``,
+        ``search_space.py`` ``OFASearchSpace.sample``): numpy's global RNG seeded with the job's seed; per sample
+        the 5 depths, then kernel sizes and expand ratios of the sum(d) active layers, then the resolution when
+        lr != ur. CNAS evaluates a repeated draw twice; here it is skipped and the next draw taken (an archive
+        holds a config once). Constraints are not applied, as in CNAS."""
+        lr, ur = self.spec.resolution
+        grid = codec.resolution_grid(lr, ur)
+        rs = np.random.RandomState(self.spec.seed)
+        keys: set[str] = set(self._keys)
+        picked: list[dict[str, Any]] = []
+        for _ in range(100 * n + 1000):
+            if len(picked) >= n:
+                break
+            depth = rs.choice(list(codec.DEPTHS), codec.N_STAGES, replace=True).tolist()
+            ks = rs.choice(list(codec.KERNELS), size=int(np.sum(depth)), replace=True).tolist()
+            e = rs.choice(list(codec.EXPANDS), size=int(np.sum(depth)), replace=True).tolist()
+            r = lr if lr == ur else int(rs.choice(grid))
+            cfg = self.space.validate({"ks": ks, "e": e, "d": depth, "r": r})
+            k = codec.config_key(cfg)
+            if k not in keys:
+                keys.add(k)
+                picked.append(cfg)
         return picked
 
     def _fit_surrogates(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
@@ -694,8 +735,11 @@ class Engine:
                 **self._operators(),
             )
             inner_seed = int(self.rng.integers(2**31 - 1))
-            minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
+            res = minimize(problem, algo, ("n_gen", self.opts.n_gen), seed=inner_seed, verbose=False)
             seen = np.array(problem.X_seen, dtype=np.int64)
+            if self.opts.candidate_selection == "cnas" and res.pop is not None:
+                # CNAS chooses among the inner NSGA-II's final population, not every design it saw
+                seen = np.unique(np.asarray(np.round(res.pop.get("X")), dtype=np.int64), axis=0)
         timing["search"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         pool = canonicalise_genomes(seen.reshape(-1, self.space.n_var))
@@ -741,6 +785,11 @@ class Engine:
             return [int(i) for i in idx]
         if F.shape[1] == 1:
             return [int(i) for i in idx[np.argsort(F[idx, 0], kind="stable")][:n]]
+        if self.opts.candidate_selection == "cnas":
+            recs = [r for r in self.archive if r["status"] == "ok"]
+            A = np.array([r["objectives"] for r in recs], dtype=np.float64).reshape(-1, F.shape[1])
+            front_f2 = A[non_dominated(A), 1] if len(A) else np.zeros(0)
+            return [int(idx[i]) for i in cnas_subset(F[idx, 1], front_f2, n, self.rng)]
         Fn = normalise(F, self.ref_point)
         base = self._archive_front_norm()
         chosen: list[int] = []
@@ -784,6 +833,60 @@ class Engine:
             remaining.remove(j)
             pts = np.vstack([pts, Fc[j][None]])
         return out
+
+
+def subset_spread(f2: np.ndarray, front_f2: np.ndarray) -> float:
+    """CNAS's subset objective: the standard deviation of the gaps between the sorted second objectives of the
+    archive's front and the chosen candidates (smaller = more evenly spread along f2)."""
+    v = np.sort(np.concatenate([np.asarray(front_f2, dtype=np.float64), np.asarray(f2, dtype=np.float64)]))
+    return float(np.std(np.diff(v))) if len(v) > 1 else 0.0
+
+
+def cnas_subset(f2: np.ndarray, front_f2: np.ndarray, k: int, rng: np.random.Generator,
+                pop_size: int = 100, n_gen: int = 60) -> list[int]:
+    """CNAS's candidate selection (``cnas.py`` ``_subset_selection`` / ``SubsetProblem``, the operators of its
+    ``utils.py``): a genetic algorithm over subsets of exactly ``k`` candidates minimising :func:`subset_spread`
+    (population 100, 60 generations; offspring keep both parents' common members and fill up from the members
+    only one parent has; mutation swaps one member in and one out; elitist survival of distinct subsets).
+    Returns the chosen indices into ``f2`` (all of them when there are at most ``k``)."""
+    m = len(f2)
+    if m <= k:
+        return list(range(m))
+    f2 = np.asarray(f2, dtype=np.float64)
+
+    def score(s: np.ndarray) -> float:
+        return subset_spread(f2[s], front_f2)
+
+    def canon(s: np.ndarray) -> tuple[int, ...]:
+        return tuple(sorted(int(i) for i in s))
+
+    pop: dict[tuple[int, ...], float] = {}
+    for _ in range(pop_size * 4):
+        if len(pop) >= pop_size:
+            break
+        s = canon(rng.permutation(m)[:k])
+        pop.setdefault(s, score(np.array(s)))
+    for _ in range(n_gen):
+        members = list(pop)
+        children: dict[tuple[int, ...], float] = {}
+        for _ in range(pop_size):
+            a, b = (members[int(i)] for i in rng.integers(len(members), size=2))
+            c, d = (members[int(i)] for i in rng.integers(len(members), size=2))
+            p1 = a if pop[a] <= pop[b] else b  # binary tournaments
+            p2 = c if pop[c] <= pop[d] else d
+            common = sorted(set(p1) & set(p2))
+            only = np.array(sorted(set(p1) ^ set(p2)), dtype=np.int64)
+            child = np.array(common + rng.permutation(only)[: k - len(common)].tolist(), dtype=np.int64)
+            outside = np.setdiff1d(np.arange(m), child)
+            if len(outside):  # mutation: one member out, one in
+                child[int(rng.integers(k))] = int(rng.choice(outside))
+            key = canon(child)
+            if key not in pop and key not in children:
+                children[key] = score(np.array(key))
+        merged = {**pop, **children}
+        pop = dict(sorted(merged.items(), key=lambda kv: (kv[1], kv[0]))[:pop_size])
+    best = min(pop.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return list(best)
 
 
 # engine kinds (the spec's ``engine.kind``) -> "module:Class"; each class has Engine's ask/tell/state contract and

@@ -3,6 +3,10 @@
 The recorded hypervolume is pymoo's HV indicator on objectives divided by a reference point fixed at the start
 of the search (so the box is ``[0, 1]^m`` and HV is the dominated fraction of it). A fast exact 2-D routine serves
 the greedy candidate selection, which evaluates thousands of HV gains per iteration.
+
+:func:`hv_cnas` is CNAS's own figure (``cnas.py`` ``MSuNAS._calc_hv``, AI-Tech-Research-Lab/CNAS): the reference
+point is fixed once as 1.01 x the per-objective maximum over the initial design, HV is taken on the non-dominated
+points and divided by the reference point's product. It makes our runs comparable with CNAS's published ``hv``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ def hypervolume(F: np.ndarray, ref: Sequence[float]) -> float:
     if Fn.shape[1] == 1:
         return float(1.0 - Fn.min())
     return float(HV(ref_point=np.ones(Fn.shape[1]))(Fn))
+
+
+def cnas_ref_point(F_initial: np.ndarray) -> np.ndarray:
+    """CNAS's reference point: 1.01 x the per-objective maximum over the initial design ``F_initial`` (N, m)."""
+    F0 = np.asarray(F_initial, dtype=np.float64)
+    if F0.ndim != 2 or len(F0) == 0:
+        raise ValueError("the initial design holds no evaluated point")
+    return 1.01 * F0.max(axis=0)
+
+
+def hv_cnas(F: np.ndarray, F_initial: np.ndarray) -> float:
+    """CNAS's hypervolume of ``F`` (N, m): reference point from :func:`cnas_ref_point` of ``F_initial``, HV of the
+    non-dominated points of ``F`` divided by the reference point's product (``cnas.py`` ``_calc_hv``)."""
+    ref = cnas_ref_point(F_initial)
+    F = np.asarray(F, dtype=np.float64)
+    if F.size == 0:
+        return 0.0
+    nd = F[non_dominated(F)]
+    nd = nd[np.all(nd < ref, axis=1)]  # pymoo ignores points that do not dominate the reference: same figure
+    if len(nd) == 0:
+        return 0.0
+    return float(HV(ref_point=ref)(nd) / np.prod(ref))
 
 
 def hv2d(Fn: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 """Objectives and constraints: what the engine minimises and what it must respect.
 
-Objectives (all minimised; the first is always ``top1_err``)
+Objectives (all minimised; the first is ``top1_err``, or ``top1_robust`` as CNAS runs FlatNAS:
+``objectives: [top1_robust, tiny_ml]``, ``cnas.py --first_obj top1_robust``)
 -------------------------------------------------------------
 =================  ======================================  ===========  =========================
 name               value                                   unit         source
@@ -30,8 +31,9 @@ Constraints (maxima, in the spec in counts: ``params: 2.0e6``, ``macs: 100e6``, 
 - ``penalty`` (CNAS): the second objective gets ``factor * sum_k w_k * max(0, c_k - max_k)`` added, with c_k and
   max_k in millions (ms for latency). For ``tiny_ml`` this is exactly CNAS's figure of merit
   ``tiny_ml = sum_k w_k * (c_k + factor * max(0, c_k - max_k))`` over params, MACs and activations, with the
-  defaults pmax = 2 M, mmax = 100 M, amax = 5 M (when the spec gives no maximum), weights 1, 1/40, 1 and factor
-  1e10. A violator thus lies far outside the hypervolume's reference box.
+  defaults of CNAS's command line (``cnas.py`` ``--pmax 2 --mmax 10**10 --amax 5``, in millions: no MACs cap unless
+  the spec gives one) when the spec gives no maximum, weights 1, 1/40, 1 and factor 1e10. A violator thus lies
+  far outside the hypervolume's reference box.
 - ``hard``: constraint values ``G_k = c_k / max_k - 1`` (<= 0 is feasible) go to pymoo as inequality
   constraints, so NSGA-II uses constrained domination (feasible first); the engine never proposes an infeasible
   candidate when a feasible one is known, and selection never returns a violator.
@@ -61,8 +63,10 @@ if TYPE_CHECKING:
 COST_KEYS = ("params", "macs", "activations", "peak_activation")
 MILLION = 1.0e6
 
-# CNAS defaults of the tiny_ml figure of merit (counts) and weights
-TINY_ML_DEFAULT_MAX = {"params": 2.0e6, "macs": 100.0e6, "activations": 5.0e6}
+# CNAS defaults of the tiny_ml figure of merit (counts): cnas.py's argparse defaults --pmax 2.0, --mmax 10**10,
+# --amax 5.0 (millions). mmax 1e10 M means no MACs cap by default (the 100 M of AuxiliarySingleLevelProblem's
+# signature is never used: cnas.py always passes its --mmax).
+TINY_ML_DEFAULT_MAX = {"params": 2.0e6, "macs": 1.0e10 * 1.0e6, "activations": 5.0e6}
 TINY_ML_KEYS = ("params", "macs", "activations")
 
 
@@ -345,7 +349,10 @@ class Objectives:
         """Objective matrix F (N, n_obj) and hard-mode constraints G (N, n_constr) from top-1 (%) and costs
         (``population``: the rows are one surrogate population, for ``constraint_mode: nachos``)."""
         f1 = 100.0 - np.asarray(top1, dtype=np.float64)
-        cols = [f1]
+        if self.names[0] == "top1_robust":  # FlatNAS as CNAS runs it: [top1_robust, f2]; f2 still sees top1_err
+            cols = [self.top1_robust(f1, np.asarray(metrics["robustness"], dtype=np.float64))]
+        else:
+            cols = [f1]
         if self.n_obj == 2:
             cols.append(self.second_objective(costs, metrics, f1, population))
         F = np.stack(cols, axis=1)

@@ -11,8 +11,8 @@
   to what it gains; knees score high.
 - ``prefer="top1#80+macs#150"``: a preference point (top-1 80 %, 150 M MACs); the ``n`` front points closest by the
   achievement scalarising function ``max_k (f_k - z_k) / range_k`` (normalised by the front's ranges).
-- ``n_exits=K``: keep only early-exit configs with K early exits (``t`` thresholds < 1, or ``b`` genes = 1);
-  configs without exits pass unchanged.
+- ``n_exits=K``: keep only early-exit configs with K early exits (``t`` thresholds < 1, or ``b`` genes = 1; the
+  final classifier not counted, as CNAS's ``post_search.py --n_exits``); configs without exits pass unchanged.
 
 Failed records and records violating ``constraints`` (maxima in counts, ms for ``latency_ms``) or flagged
 infeasible are never returned. Metric values are read in display units: ``top1``/``top1_err`` %, ``params``,
@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.hv import non_dominated
 from search.spec import CONSTRAINT_KEYS, JobSpec
@@ -73,12 +73,13 @@ def _minimised(record: Mapping[str, Any], name: str) -> float:
 
 
 def n_exits_of(config: Mapping[str, Any]) -> int | None:
-    """Exits of an early-exit config including the final classifier (CNAS's ``--n_exits`` convention: early exits
-    are ``t`` < 1 or ``b`` = 1 after stages 1-4, plus one); None for a config without exit genes."""
+    """Early exits of a config, the final classifier not counted, as CNAS's ``post_search.py --n_exits`` counts
+    them (``len(t) - t.count(1)`` for EDANAS's thresholds ``t``, ``b != 0`` for NACHOS's ``b``); 0..4, None for a
+    config without exit genes."""
     if "t" in config:
-        return int(sum(float(t) < 1.0 for t in config["t"])) + 1
+        return int(sum(float(t) < 1.0 for t in config["t"]))
     if "b" in config:
-        return int(sum(int(b) == 1 for b in config["b"])) + 1
+        return int(sum(int(b) != 0 for b in config["b"]))
     return None
 
 
@@ -110,6 +111,20 @@ def parse_preference(prefer: str) -> dict[str, float]:
             raise InputError("prefer", f"{val!r} in {part!r} is not a finite number")
         out[name.strip()] = v
     return out
+
+
+def parse_target(target: str) -> tuple[str, float]:
+    """``"latency_ms=12.5"`` -> ``("latency_ms", 12.5)``; ``InputError`` naming what is wrong."""
+    name, sep, val = target.partition("=")
+    if not sep or not name.strip():
+        raise InputError("target", f"{target!r} is not METRIC=VALUE (e.g. latency_ms=12.5)")
+    try:
+        x = float(val)
+    except ValueError:
+        raise InputError("target", f"{val!r} in {target!r} is not a number") from None
+    if not (np.isfinite(x) and x > 0):
+        raise InputError("target", f"{val!r} in {target!r} is not a finite number > 0")
+    return name.strip(), x
 
 
 def _front(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -151,8 +166,13 @@ def select(
     prefer: str | None = None,
     n_exits: int | None = None,
     constraints: Mapping[str, float] | None = None,
+    target: tuple[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Pick up to ``n`` records of the front as ``prefer`` says (module docstring); never a violator."""
+    """Pick up to ``n`` records of the front as ``prefer`` says (module docstring); never a violator.
+
+    ``target=("latency_ms", X)`` (TF-NAS's precise target): the ``n`` records whose figure is closest to X from
+    below (``<= X``, display units), closest first, the more accurate first on a tie; the whole qualifying archive
+    is searched (not only the front), as TF-NAS aims at the target itself. ``prefer`` is then ignored."""
     if n < 1:
         raise InputError("n", f"expected at least 1, got {n}")
     pool = [r for r in records if r.get("status", "ok") == "ok" and r.get("objectives")]
@@ -161,6 +181,14 @@ def select(
         pool = [r for r in pool if n_exits_of(r["config"]) in (None, n_exits)]
     if not pool:
         return []
+    if target is not None:
+        name, x = target
+        vals = np.array([metric_value(r, name) for r in pool], dtype=np.float64)
+        err = np.array([-metric_value(r, "top1") if "top1" in (r.get("metrics") or {}) else r["objectives"][0]
+                        for r in pool], dtype=np.float64)
+        below = np.flatnonzero(vals <= x)
+        order = below[np.lexsort((err[below], x - vals[below]))]
+        return [dict(pool[i]) for i in order[:n]]
     front = _front(pool)
     acc = [-metric_value(r, "top1") if "top1" in (r.get("metrics") or {}) else r["objectives"][0] for r in front]
     most_accurate = front[int(np.argmin(acc))]
@@ -199,12 +227,30 @@ class SelectOptions(BaseModel):
         description="None: most accurate first; a METRIC: the lowest of it (plus the most accurate); 'trade-off': "
         "high trade-off points; a preference point like 'top1#80+macs#150': the closest to it",
     )
-    n_exits: int | None = Field(default=None, ge=1, le=5, description="early-exit nets with this many exits "
-                                "(early exits plus the final classifier)")
+    n_exits: int | None = Field(default=None, ge=0, le=4, description="early-exit nets with this many early "
+                                "exits (the final classifier not counted, as CNAS counts them)")
+    target: str | None = Field(
+        default=None, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_]+=[0-9.eE+\-]+$",
+        description="METRIC=X, e.g. 'latency_ms=12.5' (TF-NAS): the nets whose METRIC is closest to X from below "
+        "(display units: ms, M for counts), closest first; prefer is then not allowed",
+    )
     constraints: dict[str, float] | None = Field(
         default=None, max_length=len(CONSTRAINT_KEYS),
         description="extra maxima on recorded metrics (counts; latency_ms in ms), on top of the job's own",
     )
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_target(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SelectOptions:
+        if self.target is not None and self.prefer is not None:
+            raise InputError("target", "give either --target (closest from below) or --prefer, not both")
+        return self
 
     @field_validator("constraints")
     @classmethod
@@ -252,7 +298,16 @@ def select_records(records: Sequence[Mapping[str, Any]], spec: JobSpec | None, o
         if "#" in prefer:
             parse_preference(prefer)  # the grammar first: its errors name the bad part
         prefer = _resolve_names(prefer, records, spec)
-    return select(records, n=options.n, prefer=prefer, n_exits=options.n_exits, constraints=constraints)
+    target = None
+    if options.target is not None:
+        name, x = parse_target(options.target)
+        try:
+            target = (_resolve_names(name, records, spec), x)
+        except InputError as e:
+            raise InputError("target", e.message.split(";")[0],
+                             hint=f"choose one of {available_metrics(records)}=VALUE") from None
+    return select(records, n=options.n, prefer=prefer, n_exits=options.n_exits, constraints=constraints,
+                  target=target)
 
 
 # figure -> (metric read with metric_value, column name with its unit)

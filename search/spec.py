@@ -30,6 +30,8 @@ SECOND_OBJECTIVES = (
     "avg_macs",
     "top1_robust",
 )
+FIRST_OBJECTIVES = ("top1_err", "top1_robust")
+"""``top1_robust`` first: FlatNAS as CNAS runs it (``cnas.py --first_obj top1_robust --sec_obj tiny_ml``)."""
 CONSTRAINT_KEYS = ("params", "macs", "activations", "latency_ms", "avg_macs")
 
 
@@ -90,6 +92,11 @@ class SupernetEvaluatorSpec(_Strict):
     train_images: int | None = Field(default=None, ge=1)
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
     channels_last: bool = True
+    optimizer: Literal["sgd", "sam"] = Field(
+        default="sgd", description="fine-tuning: sgd, or sam (sharpness-aware, as FlatNAS trains: CNAS --optim SAM)"
+    )
+    sam_rho: float = Field(default=2.0, gt=0, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)")
+    sam_adaptive: bool = Field(default=True, description="ASAM (CNAS's --adaptive default True)")
 
 
 class OracleEvaluatorSpec(_Strict):
@@ -153,7 +160,7 @@ class EarlyExitSpec(_Strict):
     max-softmax probability reaches ``1/K + t (1 - 1/K)``. ``calib_grid`` is in max-softmax probability units.
     ``loss_weights``: exits after stages 1-4 and the final classifier.
     ``exit_rule`` / ``head``: ours by default; ``margin`` / ``edanas`` reproduce the CNAS code of the EDANAS runs
-    (docs/early_exit.md, docs/fidelity_19b.md).
+    (docs/early_exit.md, docs/fidelity.md).
     """
 
     exit_mode: Literal["t", "b"] = "t"
@@ -227,8 +234,13 @@ class EngineSpec(_Strict):
     operators: Literal["ux", "sbx"] = Field(
         default="ux", description="ux: uniform crossover + random-reset mutation; sbx: SBX/PM with rounding"
     )
-    candidate_selection: Literal["hv", "spread"] = Field(
-        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front"
+    candidate_selection: Literal["hv", "spread", "cnas"] = Field(
+        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front; cnas: "
+        "CNAS's subset GA over the inner search's final population (even spread of f2)"
+    )
+    doe: Literal["ours", "cnas"] = Field(
+        default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
+        "initialize) or cnas (CNAS@HEAD's search_space.sample with numpy seeded by the job's seed)",
     )
     cv_folds: int = Field(default=5, ge=2, description="folds of the held-out surrogate statistics")
     ref_point: list[float] | None = Field(
@@ -268,6 +280,10 @@ class JobSpec(_Strict):
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
     hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
     seed: int = Field(default=0, ge=0)
+    output_layout: Literal["msunas", "cnas"] = Field(
+        default="msunas", description="run folder: msunas (ours) or cnas (also CNAS's iter_K/net_i/net_i.subnet|stats"
+        " with top1 the error and millions at the top level, compact configs and CNAS's hv in iter_K.stats)",
+    )
     engine: EngineSpec = Field(default_factory=EngineSpec)
 
     @field_validator("width_mult")
@@ -284,10 +300,12 @@ class JobSpec(_Strict):
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
-        if v[0] != "top1_err":
-            raise ValueError(f"first objective must be top1_err, got {v[0]!r}")
+        if v[0] not in FIRST_OBJECTIVES:
+            raise ValueError(f"first objective must be one of {list(FIRST_OBJECTIVES)}, got {v[0]!r}")
         if len(v) == 2 and v[1] not in SECOND_OBJECTIVES:
             raise ValueError(f"second objective {v[1]!r} is not one of {list(SECOND_OBJECTIVES)}")
+        if len(v) == 2 and v[0] == v[1]:
+            raise ValueError(f"the two objectives must differ, got {v[0]!r} twice")
         return v
 
     @field_validator("constraints")
@@ -320,6 +338,8 @@ class JobSpec(_Strict):
             )
         if self.supernet.path and self.supernet.random_init:
             raise InputError("supernet", "give either supernet.path or supernet.random_init, not both")
+        if self.engine.doe == "cnas" and self.search_space != "mobilenetv3":
+            raise InputError("engine.doe", "doe: cnas is CNAS's mobilenetv3 sampler (use ours for eemobilenetv3)")
         if self.early_exit is not None and self.search_space != "eemobilenetv3":
             raise InputError("early_exit", "early-exit options need search_space eemobilenetv3")
         if self.optimizer == "milp":
@@ -328,6 +348,9 @@ class JobSpec(_Strict):
                                  "milp needs predictor: bilinear (its accuracy model is linear in choices)")
             if self.search_space != "mobilenetv3":
                 raise InputError("optimizer", "milp supports the mobilenetv3 search space only")
+            if self.objectives[0] != "top1_err":
+                raise InputError("optimizer", "milp minimises the surrogate's top1_err: the first objective must be"
+                                 " top1_err")
             if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
                 raise InputError("optimizer", "milp needs an additive second objective (params, macs or latency)")
             extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})

@@ -129,8 +129,15 @@ def finetune(
     weight_decay: float = 4e-5,
     nesterov: bool = True,
     channels_last: bool = False,
+    sam_rho: float = 0.0,
+    sam_adaptive: bool = False,
 ) -> dict[str, float]:
     """SGD with momentum and a per-step cosine schedule over ``n_epochs`` epochs of (images, labels) batches.
+
+    ``sam_rho > 0``: sharpness-aware minimisation (Foret et al. 2021; ``sam_adaptive``: ASAM, Kwon et al. 2021), as
+    FlatNAS fine-tunes (CNAS@HEAD ``train_utils.py`` ``SAM``, ``train.py --optim SAM --rho --adaptive``): each step
+    takes the gradient at ``w + e`` with ``e = rho * s * g / ||s * g||`` (``s = |w|`` adaptive, else 1; ``e`` scaled
+    once more by ``s``), restores ``w`` and lets SGD step with that gradient. The reported loss is at ``w``.
 
     ``epochs_batches`` yields one iterable of batches per epoch. The learning rate of step ``s`` (0-based, over
     all epochs) is ``cosine_lr(lr, s, total)``, set before that step, so the schedule ends exactly at 0 after the
@@ -153,11 +160,32 @@ def finetune(
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step} (lr {lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if sam_rho > 0:
+                _sam_second_gradient(net, x, y, sam_rho, sam_adaptive, opt)
             opt.step()
             step += 1
             loss_sum += float(loss.detach()) * int(y.shape[0])
             n_seen += int(y.shape[0])
     return {"train_loss": loss_sum / max(n_seen, 1), "train_steps": float(step), "train_images": float(n_seen)}
+
+
+def _sam_second_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float, adaptive: bool,
+                         opt: torch.optim.Optimizer) -> None:
+    """Replace the gradients at ``w`` by those at ``w + e`` (SAM/ASAM's ascent step), leaving ``w`` unchanged."""
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.norm(torch.stack([((p.abs() if adaptive else 1.0) * p.grad).norm(p=2) for p in params]), p=2)
+        scale = rho / (norm + 1e-12)
+        eps = []
+        for p in params:
+            e = (p.pow(2) if adaptive else 1.0) * p.grad * scale
+            p.add_(e)
+            eps.append(e)
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(net(x), y).backward()
+    with torch.no_grad():
+        for p, e in zip(params, eps, strict=True):
+            p.sub_(e)
 
 
 @torch.no_grad()

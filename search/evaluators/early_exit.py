@@ -14,7 +14,8 @@ supernet evaluator's data, supernet, BN calibration batches and seeded epochs, a
 
 Metrics: ``top1`` (as deployed: each sample scored at the exit it leaves), ``avg_macs``, ``exit_util``/``exit_acc``/
 ``exit_macs``/``thresholds`` (lists) and their flat per-position numbers (``exit_util_s1`` ... ``_final``),
-``macs`` and the other exact costs of the single-exit backbone, ``params_ee`` (with the heads), ``n_exits``,
+``macs`` and the other exact costs of the single-exit backbone, ``params_ee`` (with the heads), ``n_exits`` (early
+exits, the final classifier not counted),
 ``train_loss`` and phase times.
 """
 

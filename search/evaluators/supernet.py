@@ -180,6 +180,8 @@ class SupernetEvaluator(Evaluator):
                 momentum=o.momentum,
                 weight_decay=o.weight_decay,
                 channels_last=o.channels_last,
+                sam_rho=o.sam_rho if o.optimizer == "sam" else 0.0,
+                sam_adaptive=o.sam_adaptive,
             )
         t3 = time.perf_counter()
         metrics.update(time_extract=t1 - t0, time_bn=t2 - t1b, time_train=t3 - t2, time_data=t_data)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -101,8 +102,11 @@ def select(
     n: Annotated[int, typer.Option("-n", min=1, max=1000, help="number of architectures")] = 3,
     prefer: Annotated[str | None, typer.Option("--prefer", help="METRIC (lowest), trade-off, or a preference point "
                                                "like top1#80+macs#150")] = None,
-    n_exits: Annotated[int | None, typer.Option("--n-exits", min=1, max=5, help="keep early-exit nets with K exits "
-                                                "(the final classifier counts)")] = None,
+    n_exits: Annotated[int | None, typer.Option("--n-exits", min=0, max=4, help="keep early-exit nets with K early "
+                                                "exits (the final classifier not counted, as in CNAS)")] = None,
+    near: Annotated[str | None, typer.Option("--target", help="METRIC=X, e.g. latency_ms=12.5 (TF-NAS): the nets "
+                                               "closest to X from below, closest first (add --verify-latency to "
+                                               "measure them)")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
     save: Annotated[Path | None, typer.Option("--save", help="write net_i.subnet/net_i.stats of the selection "
@@ -123,9 +127,13 @@ def select(
     """Pick architectures (most accurate, lowest METRIC, trade-off, preference point) from a job or a run folder;
     never one that violates the job's constraints. Exit 3 when none qualifies."""
     try:
-        options = SelectOptions(n=n, prefer=prefer, n_exits=n_exits)
-    except ValueError as e:  # pydantic: name the option
-        raise InputError("--prefer", str(e).splitlines()[-1].strip()) from None
+        options = SelectOptions(n=n, prefer=prefer, n_exits=n_exits, target=near)
+    except ValidationError as e:  # pydantic: name the option
+        first = e.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ("target" if near is not None else "prefer")
+        cause = (first.get("ctx") or {}).get("error")
+        msg = cause.message if isinstance(cause, InputError) else str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(f"--{field.replace('_', '-')}", msg) from None
     if is_job_id(target):
         with Client(url, token) as c:
             job = c.json("GET", f"/jobs/{target}")

@@ -59,7 +59,7 @@ def test_t_and_b_candidates(parts: dict[str, Any]) -> None:
     res = ev.evaluate(config)
     assert res.status == "ok", res.error
     m: dict[str, Any] = dict(res.metrics)
-    assert m["thresholds"] == pytest.approx([0.28, 0.19]) and m["n_exits"] == 3 and len(m["exit_util"]) == 3
+    assert m["thresholds"] == pytest.approx([0.28, 0.19]) and m["n_exits"] == 2 and len(m["exit_util"]) == 3
     assert m["avg_macs"] == pytest.approx(avg_macs(m["exit_util"], m["exit_macs"]))
     assert m["macs"] == backbone_macs(config, n_classes=10) and m["params_ee"] > m["params"]
     assert 0.0 <= m["top1"] <= 100.0 and np.isfinite(m["train_loss"])

@@ -103,9 +103,9 @@ def test_n_exits() -> None:
     from early_exit.network import n_exits
 
     base = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32}
-    assert n_exits(base) == 1
-    assert n_exits(base | {"t": [0.1, 1.0, 0.2, 1.0]}) == 3
-    assert n_exits(base | {"b": [1, 1, 1, 1]}) == 5
+    assert n_exits(base) == 0  # CNAS's count: early exits, the final classifier not counted
+    assert n_exits(base | {"t": [0.1, 1.0, 0.2, 1.0]}) == 2
+    assert n_exits(base | {"b": [1, 1, 1, 1]}) == 4
     with pytest.raises(ValueError, match="either t"):
         n_exits(base | {"t": [1.0] * 4, "b": [1, 0, 0, 0]})
 

@@ -43,7 +43,7 @@ def test_exit_macs_match_hooks_and_ofa_counter(supernets: dict, width: float, r:
     for config in ss.sample(3, np.random.default_rng(r)):
         net = build_early_exit_net(config, n_classes=10, width_mult=width, supernet=supernets[width])
         analytic = exit_macs(config, n_classes=10, width_mult=width)
-        assert len(analytic) == ss.n_exits(config) == net.n_exits
+        assert len(analytic) == ss.n_exits(config) + 1 == net.n_exits + 1 == net.n_outputs
         assert analytic == count_exit_macs_with_hooks(net, r)
         assert analytic == sorted(analytic)  # a later exit costs more
         # the final exit is the plain subnet, as once-for-all counts it
@@ -106,7 +106,7 @@ def test_all_thresholds_one_gives_backbone_macs(supernets: dict) -> None:
     ss = ee_space(lr=32, ur=32, exit_mode="t")
     config = ss.backbone(ss.sample(1, np.random.default_rng(5))[0]) | {"t": [1.0, 1.0, 1.0, 1.0]}
     net = build_early_exit_net(config, n_classes=10, supernet=supernets[1.0])
-    assert net.n_exits == 1 and len(net.heads) == 0
+    assert net.n_exits == 0 and net.n_outputs == 1 and len(net.heads) == 0
     x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
     probs, labels = predict_exits(net, [(x, y)])
     m = metrics.evaluate_policy(probs, labels, [], exit_macs(config, n_classes=10))

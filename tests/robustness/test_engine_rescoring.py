@@ -104,3 +104,51 @@ def test_missing_robustness_fails_the_candidate(oracle_path: Path) -> None:  # n
     bad = [r for r in eng.archive if r["status"] == "failed"]
     assert len(bad) == 1 and "metrics.robustness" in bad[0]["error"]
     _check_scores(eng, 0.5)  # alpha_norm over the successful records only
+
+
+def test_flatnas_as_cnas_runs_it_top1_robust_first_against_tiny_ml(oracle_path: Path) -> None:  # noqa: F811
+    """``objectives: [top1_robust, tiny_ml]`` (cnas.py ``--first_obj top1_robust --sec_obj tiny_ml``): f1 is the
+    re-scored combination, f2 CNAS's tiny_ml of the exact costs (with its penalty), both on every record."""
+    spec = load_spec(small_spec(oracle_path, objectives=["top1_robust", "tiny_ml"], iterations=2,
+                                robustness={"alpha": 0.4}))
+    eng, ev = Engine(spec), _WithR(spec)
+    while eng.has_next():
+        eng.tell([ev.evaluate(c) for c in eng.ask()])
+    ok = [r for r in eng.archive if r["status"] == "ok"]
+    assert len(ok) == 12 + 2 * 3
+    err = np.array([100.0 - r["metrics"]["top1"] for r in ok])
+    rr = np.array([r["metrics"]["robustness"] for r in ok])
+    norm = estimate_alpha_norm(err, rr)
+    assert eng.objectives.alpha_norm == pytest.approx(norm)
+    for r, e, x in zip(ok, err, rr, strict=True):
+        m = r["metrics"]
+        tiny = m["params"] / 1e6 + m["macs"] / 1e6 / 40 + m["activations"] / 1e6
+        tiny += 1e10 * (max(0.0, m["params"] / 1e6 - 2) + max(0.0, m["activations"] / 1e6 - 5))
+        assert r["objectives"][0] == pytest.approx(0.4 * e + norm * 0.6 * x)
+        assert r["objectives"][1] == pytest.approx(tiny, rel=1e-9)
+    assert "alpha_norm" in eng.history[-1]
+
+
+@pytest.mark.parametrize(
+    ("objectives", "extra", "message"),
+    [
+        (["params", "macs"], {}, "first objective must be one of"),
+        (["top1_robust", "top1_robust"], {}, "must differ"),
+        (["top1_robust", "params"], {"optimizer": "milp", "predictor": "bilinear"}, "first objective must be top1_err"),
+    ],
+)
+def test_first_objective_is_top1_err_or_top1_robust(
+    oracle_path: Path, objectives: list[str], extra: dict[str, Any], message: str  # noqa: F811
+) -> None:
+    with pytest.raises(Exception, match=message):
+        load_spec(small_spec(oracle_path, objectives=objectives, **extra))
+
+
+def test_a_cnas_flatnas_archive_gives_top1_and_robustness() -> None:
+    """CNAS's FlatNAS rows ``[config, top1_robust, f2, top1_err, R]`` (with ``alpha_norm`` in the stats)."""
+    from search.io import records_from_stats
+
+    cfg = {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 192}
+    recs = records_from_stats({"archive": [[cfg, 7.5, 3.1, 11.0, 2.0]], "alpha_norm": 1.7})
+    assert recs[0]["metrics"] == {"top1": 89.0, "top1_robust": 7.5, "robustness": 2.0, "f2": 3.1}
+    assert recs[0]["objectives"] == [7.5, 3.1]

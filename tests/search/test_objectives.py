@@ -43,8 +43,13 @@ def test_tiny_ml_defaults_and_penalty_on_other_objectives(oracle_path: Path) -> 
     obj = _obj(oracle_path, objectives=["top1_err", "tiny_ml"])
     costs = {"params": np.array([1.5e6, 2.5e6]), "macs": np.array([80e6, 80e6]), "activations": np.array([4e6, 4e6])}
     f2 = obj.second_objective(costs, {})
-    assert f2[0] == pytest.approx(1.5 + 80 / 40 + 4)  # within pmax 2 M, mmax 100 M, amax 5 M
+    assert f2[0] == pytest.approx(1.5 + 80 / 40 + 4)  # within pmax 2 M, amax 5 M
     assert f2[1] == pytest.approx(2.5 + 2 + 4 + 1e10 * 0.5)
+    # CNAS's --mmax default is 10**10 M: no MACs cap unless the spec gives one
+    big = {"params": np.array([1.5e6]), "macs": np.array([5e9]), "activations": np.array([4e6])}
+    assert obj.second_objective(big, {})[0] == pytest.approx(1.5 + 5000 / 40 + 4)
+    capped = _obj(oracle_path, objectives=["top1_err", "tiny_ml"], constraints={"macs": 100e6})
+    assert capped.second_objective(big, {})[0] == pytest.approx(1.5 + (5000 + 1e10 * 4900) / 40 + 4)
     obj = _obj(oracle_path, constraints={"macs": 100e6}, penalty={"factor": 10.0, "weights": {"macs": 0.5}})
     costs["macs"] = np.array([90e6, 130e6])
     assert np.allclose(obj.second_objective(costs, {}), [90.0, 130.0 + 10 * 0.5 * 30])

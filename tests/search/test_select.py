@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from search.io import read_stats, records_from_stats
-from search.select import n_exits_of, parse_preference, select, to_rows, tradeoff_scores
+from search.select import SelectOptions, n_exits_of, parse_preference, select, select_records, to_rows, tradeoff_scores
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,9 @@ def test_n_exits_filter_on_early_exit_configs(shared_data: Path) -> None:
     k = sorted(counts)[len(counts) // 2]
     chosen = select(recs, n=3, n_exits=k)
     assert chosen and all(n_exits_of(r["config"]) == k for r in chosen)
-    assert n_exits_of({"b": [1, 0, 1, 1]}) == 4 and n_exits_of({"ks": []}) is None
+    # CNAS's count (post_search.py): early exits only, the final classifier not counted
+    assert n_exits_of({"b": [1, 0, 1, 1]}) == 3 and n_exits_of({"t": [0.1, 1, 1, 1]}) == 1
+    assert n_exits_of({"ks": []}) is None
 
 
 def test_n_exits_is_a_no_op_without_exits(cnas: list[dict[str, Any]]) -> None:
@@ -155,3 +157,45 @@ def test_prefer_accepts_every_objective_and_constraint_of_the_job(oracle_path: P
     recs = [dict(r, metrics={**r["metrics"], "latency_ms": 1.0 + i}) for i, r in enumerate(eng.archive)]
     assert select_records(recs, spec, SelectOptions(n=3, prefer="latency")) == select_records(
         recs, spec, SelectOptions(n=3, prefer="latency_ms"))
+
+
+def test_target_latency_closest_from_below(cnas: list[dict[str, Any]], shared_data: Path) -> None:
+    """TF-NAS's precise target: CNAS's 340 real nets with latencies predicted by NSGANetV2's i7-8700K table."""
+    from supernets.latency import LatencyTable
+
+    table = LatencyTable.load(shared_data / "latency_luts" / "i7-8700K_lut.yaml", width_mult=1.0)
+    lat = table.predict([r["config"] for r in cnas])
+    recs = [dict(r, metrics={**r["metrics"], "latency_ms": float(v)}) for r, v in zip(cnas, lat, strict=True)]
+    x = float(np.median(lat))
+    chosen = select(recs, n=3, target=("latency_ms", x))
+    got = [r["metrics"]["latency_ms"] for r in chosen]
+    below = sorted((v for v in lat if v <= x), reverse=True)
+    assert got == pytest.approx(below[:3]) and all(v <= x for v in got)
+    assert x - got[0] < x - float(np.max(lat[lat < got[0]]))  # nothing closer from below was skipped
+    assert select(recs, n=3, target=("latency_ms", float(lat.min()) / 2)) == []  # none below: nothing qualifies
+    # the same through the options (what the CLI and REST take)
+    opts = SelectOptions(n=1, target=f"latency_ms={x}")
+    assert select_records(recs, None, opts)[0]["metrics"]["latency_ms"] == pytest.approx(below[0])
+
+
+def test_target_cli_and_errors(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import run_cli
+
+    stats = str(shared_data / "cnas_cifar10" / "iter_30.stats")
+    out = tmp_path / "t.csv"
+    assert run_cli(["select", stats, "-n", "2", "--target", "macs=200", "--csv", str(out)]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    recs = records_from_stats(read_stats(stats))
+    from search.io import add_exact_costs
+
+    add_exact_costs(recs, 1.0, 10)
+    best = max(r["metrics"]["macs"] / 1e6 for r in recs if r["metrics"]["macs"] / 1e6 <= 200)
+    assert float(rows[0]["macs_M"]) == pytest.approx(best) and float(rows[1]["macs_M"]) <= best
+    capsys.readouterr()
+    assert run_cli(["select", stats, "--target", "macs=200", "--prefer", "params"]) == 2
+    assert "--target" in capsys.readouterr().err
+    assert run_cli(["select", stats, "--target", "macs=abc"]) == 2
+    assert "--target" in capsys.readouterr().err
+    assert run_cli(["select", stats, "--target", "zzz=3"]) == 2
+    assert "zzz" in capsys.readouterr().err

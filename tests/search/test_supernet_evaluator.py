@@ -72,6 +72,17 @@ def test_seed_changes_fine_tuning(digits, supernet) -> None:  # type: ignore[no-
     assert a.metrics["train_loss"] != b.metrics["train_loss"]
 
 
+def test_sam_fine_tuning_is_selected_by_the_spec(digits, supernet) -> None:  # type: ignore[no-untyped-def]
+    """``evaluator.optimizer: sam`` (FlatNAS): a different, still reproducible fine-tuning than SGD's."""
+    cfg = _config(1)
+    sgd = SupernetEvaluator(_job(), supernet=supernet, data=digits).evaluate(cfg)
+    sam = SupernetEvaluator(_job(optimizer="sam", sam_rho=0.05), supernet=supernet, data=digits).evaluate(cfg)
+    again = SupernetEvaluator(_job(optimizer="sam", sam_rho=0.05), supernet=supernet, data=digits).evaluate(cfg)
+    assert sgd.status == sam.status == "ok", sam.error
+    assert sam.metrics["loss"] != sgd.metrics["loss"]
+    assert sam.metrics["loss"] == again.metrics["loss"]
+
+
 def test_no_finetuning_inherits_weights_only(digits, supernet) -> None:  # type: ignore[no-untyped-def]
     r = SupernetEvaluator(_job(n_epochs=0), supernet=supernet, data=digits).evaluate(_config(2))
     assert r.status == "ok" and "train_loss" not in r.metrics and r.metrics["time_train"] < 0.05

@@ -71,6 +71,14 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         bad = c.post(f"/jobs/{jid}/select", json={"prefer": "nosuchmetric"}, headers=h)
         assert bad.status_code == 422 and bad.json()["field"] == "prefer"
         assert c.post(f"/jobs/{jid}/select", json={"n": 0}, headers=h).json()["field"] == "n"
+        # TF-NAS's precise target through REST: the net closest to the median MACs from below
+        macs = sorted(x["metrics"]["macs"] / 1e6 for x in items if x["status"] == "ok" and x["feasible"])
+        x_m = macs[len(macs) // 2]
+        r = c.post(f"/jobs/{jid}/select", json={"n": 1, "target": f"macs={x_m + 1e-6}"}, headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["items"][0]["metrics"]["macs"] / 1e6 == pytest.approx(x_m)
+        both = c.post(f"/jobs/{jid}/select", json={"target": "macs=100", "prefer": "macs"}, headers=h)
+        assert both.status_code == 422 and "target" in both.text
         r = c.post(f"/jobs/{jid}/resume", json={"from_iteration": 0}, headers=h)
         assert r.status_code == 409 and r.json()["field"] == "force"  # iteration 1 is stored: not discarded silently
         r = c.post(f"/jobs/{jid}/resume", json={"from_iteration": 0, "force": True}, headers=h)
