@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from search.hv import non_dominated
 from search.spec import CONSTRAINT_KEYS, JobSpec
@@ -221,13 +221,13 @@ class SelectOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n: int = Field(default=3, ge=1, le=1000, description="how many architectures")
+    n: StrictInt = Field(default=3, ge=1, le=1000, description="how many architectures")
     prefer: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_+#.\-]+$",
         description="None: most accurate first; a METRIC: the lowest of it (plus the most accurate); 'trade-off': "
         "high trade-off points; a preference point like 'top1#80+macs#150': the closest to it",
     )
-    n_exits: int | None = Field(default=None, ge=0, le=4, description="early-exit nets with this many early "
+    n_exits: StrictInt | None = Field(default=None, ge=0, le=4, description="early-exit nets with this many early "
                                 "exits (the final classifier not counted, as CNAS counts them)")
     target: str | None = Field(
         default=None, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_]+=[0-9.eE+\-]+$",
