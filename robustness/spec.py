@@ -8,7 +8,7 @@ job's second objective is ``top1_robust`` or ``measure: true``; corruption metri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,15 +22,15 @@ class CorruptionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     types: list[str] = Field(default_factory=lambda: list(CORRUPTIONS), min_length=1)
-    severities: list[int] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
-    n_images: int = Field(default=500, ge=1, description="validation images corrupted per (type, severity)")
+    severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
+    n_images: int = Field(default=500, ge=1, le=100_000, description="validation images corrupted per (type, severity)")
     preset: str = Field(default="auto", description="severity table: auto | cifar | imagenet")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     cifar_c_root: str | None = Field(
         default=None,
         description="read the published CIFAR-10-C/CIFAR-100-C .npy files from this folder instead of generating",
     )
-    baseline: dict[str, dict[int, float]] | None = Field(
+    baseline: dict[str, dict[int, Annotated[float, Field(ge=0, le=100)]]] | None = Field(
         default=None,
         description="baseline architecture's accuracy (%) per type and severity, for mCE (Hendrycks)",
     )
@@ -77,10 +77,10 @@ class RobustnessSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(default=0.5, ge=0, le=1)
-    sigma: float = Field(default=0.05, ge=0, description="relative weight-noise scale")
-    n_draws: int = Field(default=20, ge=1, description="M, perturbations averaged in R")
-    seed: int | None = Field(default=None, ge=0, description="noise seed; default: the job's seed")
-    vld_images: int | None = Field(default=None, ge=1, description="validation images used for R; default: all")
+    sigma: float = Field(default=0.05, ge=0, le=10, description="relative weight-noise scale")
+    n_draws: int = Field(default=20, ge=1, le=1000, description="M, perturbations averaged in R")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="noise seed; default: the job's seed")
+    vld_images: int | None = Field(default=None, ge=1, le=1_000_000, description="validation images used for R; default: all")
     measure: bool = Field(default=False, description="measure R even when top1_robust is not an objective")
     corruptions: CorruptionSpec | None = None
 

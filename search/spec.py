@@ -50,10 +50,11 @@ class DatasetSpec(_Strict):
     vld_size: int | None = Field(
         default=None,
         ge=1,
+        le=1_000_000,
         description="validation images carved from the training set (fixed seed); default 5000, or a fifth of the"
         " training set when it has fewer than 25,000 images (digits: 300)",
     )
-    n_classes: int | None = Field(default=None, ge=2, description="default: the dataset's own")
+    n_classes: int | None = Field(default=None, ge=2, le=100_000, description="default: the dataset's own")
 
     @model_validator(mode="after")
     def _root_needed(self) -> DatasetSpec:
@@ -81,21 +82,21 @@ class SupernetEvaluatorSpec(_Strict):
     """
 
     kind: Literal["supernet"] = "supernet"
-    n_epochs: int = Field(default=5, ge=0)
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.01, gt=0)
+    n_epochs: int = Field(default=5, ge=0, le=1000)
+    batch_size: int = Field(default=128, ge=1, le=4096)
+    lr: float = Field(default=0.01, gt=0, le=10)
     momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=4e-5, ge=0)
-    bn_calib_images: int = Field(default=2000, ge=0)
+    weight_decay: float = Field(default=4e-5, ge=0, le=1)
+    bn_calib_images: int = Field(default=2000, ge=0, le=1_000_000)
     device: str = "cpu"
-    num_workers: int = Field(default=0, ge=0)
-    train_images: int | None = Field(default=None, ge=1)
-    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
+    num_workers: int = Field(default=0, ge=0, le=64)
+    train_images: int | None = Field(default=None, ge=1, le=10_000_000)
+    num_threads: int | None = Field(default=None, ge=1, le=256, description="torch CPU threads (None: leave as is)")
     channels_last: bool = True
     optimizer: Literal["sgd", "sam"] = Field(
         default="sgd", description="fine-tuning: sgd, or sam (sharpness-aware, as FlatNAS trains: CNAS --optim SAM)"
     )
-    sam_rho: float = Field(default=2.0, gt=0, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)")
+    sam_rho: float = Field(default=2.0, gt=0, le=100, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)")
     sam_adaptive: bool = Field(default=True, description="ASAM (CNAS's --adaptive default True)")
 
 
@@ -118,18 +119,18 @@ class ProxyEvaluatorSpec(_Strict):
 
     kind: Literal["proxy"] = "proxy"
     name: Literal["zen", "naswot", "synflow", "gradnorm", "params", "macs"] = "zen"
-    batch_size: int = Field(default=16, ge=2)
-    seed: int = Field(default=0, ge=0, description="fixed per search so a config always gets the same score")
-    resolution: int | None = Field(default=None, ge=32, description="score at this resolution (default: r)")
-    center: float | None = None
-    scale: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=16, ge=2, le=1024)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="fixed per search so a config always gets the same score")
+    resolution: int | None = Field(default=None, ge=32, le=512, description="score at this resolution (default: r)")
+    center: float | None = Field(default=None, ge=-1e12, le=1e12)
+    scale: float | None = Field(default=None, gt=0, le=1e12)
     inherit: bool = Field(default=False, description="naswot/synflow/gradnorm on the supernet's weights")
     variant: Literal["ours", "zennas"] = Field(
         default="ours",
         description="ours, or zennas: the proxies as the Zen-NAS code computes them (docs/proxies.md)",
     )
     repeat: int = Field(default=1, ge=1, le=64, description="mean over this many seeded draws (Zen-NAS repeats)")
-    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: leave as is)")
+    num_threads: int | None = Field(default=None, ge=1, le=256, description="torch CPU threads (None: leave as is)")
 
 
 class PythonEvaluatorSpec(_Strict):
@@ -164,7 +165,9 @@ class EarlyExitSpec(_Strict):
     """
 
     exit_mode: Literal["t", "b"] = "t"
-    t_values: list[float] = Field(default_factory=lambda: [0.1, 0.2, 1.0], min_length=1)
+    t_values: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.1, 0.2, 1.0], min_length=1, max_length=64
+    )
     exit_rule: Literal["confidence", "margin"] = Field(
         default="confidence",
         description="score an input leaves on: max-softmax (confidence; t normalised to 1/K + t(1 - 1/K)) or "
@@ -176,11 +179,13 @@ class EarlyExitSpec(_Strict):
         "(1x1 conv C->6C + BN + h_swish, pool, 1x1 conv 6C->8C + h_swish, linear; head_width unused)",
     )
     head_width: int = Field(default=128, ge=1, le=4096, description="channels of our exit heads (head: ours)")
-    loss_weights: list[float] = Field(default_factory=lambda: [1.0] * 5, min_length=5, max_length=5)
-    calib_grid: list[float] = Field(
-        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1
+    loss_weights: list[Annotated[float, Field(ge=0, le=1000)]] = Field(
+        default_factory=lambda: [1.0] * 5, min_length=5, max_length=5
     )
-    tolerance: float = Field(default=0.5, ge=0, description="b-mode without a budget: accuracy points given up")
+    calib_grid: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1, max_length=256
+    )
+    tolerance: float = Field(default=0.5, ge=0, le=100, description="b-mode without a budget: accuracy points given up")
     calibration: Literal["exhaustive", "nachos"] = Field(
         default="exhaustive",
         description="b-mode thresholds: exhaustive over calib_grid (best accuracy within the avg_macs budget) or "
@@ -207,8 +212,10 @@ class EarlyExitSpec(_Strict):
 class PenaltySpec(_Strict):
     """CNAS's weighted penalty ``tiny_ml = sum_k w_k * (c_k + factor * max(0, c_k - max_k))``, c_k in millions."""
 
-    factor: float = Field(default=1.0e10, ge=0)
-    weights: dict[str, float] = Field(default_factory=lambda: {"params": 1.0, "macs": 0.025, "activations": 1.0})
+    factor: float = Field(default=1.0e10, ge=0, le=1e15)
+    weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = Field(
+        default_factory=lambda: {"params": 1.0, "macs": 0.025, "activations": 1.0}
+    )
 
     @field_validator("weights")
     @classmethod
@@ -226,8 +233,8 @@ class EngineSpec(_Strict):
     """
 
     kind: Literal["msunas"] = "msunas"
-    pop_size: int = Field(default=40, ge=4, description="inner NSGA-II population on the surrogate")
-    n_gen: int = Field(default=20, ge=1, description="inner NSGA-II generations per iteration")
+    pop_size: int = Field(default=40, ge=4, le=1000, description="inner NSGA-II population on the surrogate")
+    n_gen: int = Field(default=20, ge=1, le=1000, description="inner NSGA-II generations per iteration")
     encoding: Literal["auto", "int", "onehot", "both"] = Field(
         default="both", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
     )
@@ -242,25 +249,47 @@ class EngineSpec(_Strict):
         default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
         "initialize) or cnas (CNAS@HEAD's search_space.sample with numpy seeded by the job's seed)",
     )
-    cv_folds: int = Field(default=5, ge=2, description="folds of the held-out surrogate statistics")
-    ref_point: list[float] | None = Field(
+    cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")
+    ref_point: list[Annotated[float, Field(ge=-1e15, le=1e15)]] | None = Field(
         default=None, description="HV reference point in objective units; default 100 % error, f2 of the largest net"
     )
-    hv_tol: float = Field(default=1e-9, ge=0, description="HV gain below this counts as no gain (patience)")
+    hv_tol: float = Field(default=1e-9, ge=0, le=1, description="HV gain below this counts as no gain (patience)")
+
+
+#: Every spec field that names a file or folder on the machine that runs the search (dotted, as errors name
+#: them). A server confines each to its data roots before queueing (``service.admission``);
+#: tests/search/test_spec_bounds.py fails when a path-like field of the schema is missing here.
+PATH_FIELDS: tuple[str, ...] = (
+    "dataset.root", "supernet.path", "evaluator.path", "latency_table", "robustness.corruptions.cifar_c_root",
+)
+
+
+def path_values(spec: JobSpec) -> list[tuple[str, str]]:
+    """``(field, path)`` for every :data:`PATH_FIELDS` entry that this spec sets."""
+    out = []
+    for field in PATH_FIELDS:
+        v: Any = spec
+        for part in field.split("."):
+            v = getattr(v, part, None)
+            if v is None:
+                break
+        if isinstance(v, str):
+            out.append((field, v))
+    return out
 
 
 class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
     search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
-    width_mult: float = Field(default=1.0, description="1.0 or 1.2")
-    resolution: tuple[int, int] = (192, 256)
+    width_mult: float = Field(default=1.0, ge=1.0, le=1.2, description="1.0 or 1.2")
+    resolution: tuple[Annotated[int, Field(ge=32, le=512)], Annotated[int, Field(ge=32, le=512)]] = (192, 256)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     supernet: SupernetSpec = Field(default_factory=SupernetSpec)
     evaluator: EvaluatorSpec = Field(default_factory=SupernetEvaluatorSpec)
     objectives: list[str] = Field(default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2)
     latency_table: str | None = None
-    constraints: dict[str, float] = Field(default_factory=dict)
+    constraints: dict[str, Annotated[float, Field(gt=0, le=1e15)]] = Field(default_factory=dict, max_length=8)
     constraint_mode: Literal["penalty", "hard", "nachos"] = Field(
         default="penalty",
         description="penalty (CNAS weighted penalty) | hard (feasible first) | nachos (NACHOS's phi-adaptive "
@@ -274,12 +303,12 @@ class JobSpec(_Strict):
         description="inner optimiser on the surrogate: NSGA-II, or the exact MILP (needs predictor bilinear and"
         " additive costs: params/macs/latency objective, params/macs/latency_ms constraints)",
     )
-    n_doe: int = Field(default=100, ge=2)
-    n_iter: int = Field(default=8, ge=1)
-    iterations: int = Field(default=30, ge=0)
+    n_doe: int = Field(default=100, ge=2, le=5000)
+    n_iter: int = Field(default=8, ge=1, le=1000)
+    iterations: int = Field(default=30, ge=0, le=10_000)
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
-    hv_patience: int | None = Field(default=None, ge=1, description="stop after this many iterations without HV gain")
-    seed: int = Field(default=0, ge=0)
+    hv_patience: int | None = Field(default=None, ge=1, le=10_000, description="stop after this many iterations without HV gain")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     output_layout: Literal["msunas", "cnas"] = Field(
         default="msunas", description="run folder: msunas (ours) or cnas (also CNAS's iter_K/net_i/net_i.subnet|stats"
         " with top1 the error and millions at the top level, compact configs and CNAS's hv in iter_K.stats)",
@@ -446,3 +475,50 @@ def load_spec(source: str | Path | dict[str, Any]) -> JobSpec:
     except ValidationError as e:
         field, msg = validation_error_parts(e)
         raise InputError(field or "spec", msg) from None
+
+
+def schema_fields(schema: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(dotted field, its JSON-schema node)`` for every leaf of the spec's schema (list items as ``field[]``,
+    union members merged under one name): what the bounds table and its tests walk."""
+    schema = schema if schema is not None else JobSpec.model_json_schema()
+    defs = schema.get("$defs", {})
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(node: dict[str, Any], name: str) -> None:
+        if "$ref" in node:
+            walk(defs[node["$ref"].rsplit("/", 1)[1]], name)
+            return
+        subs = [*node.get("anyOf", []), *node.get("oneOf", []), *node.get("allOf", [])]
+        for sub in subs:
+            walk(sub, name)
+        for k, v in node.get("properties", {}).items():
+            walk(v, f"{name}.{k}" if name else k)
+        items = node.get("items") if isinstance(node.get("items"), dict) else None
+        for it in node.get("prefixItems", []) + ([items] if items else []):
+            walk(it, f"{name}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{name}.*")
+        if node.get("type") in ("integer", "number", "string") and name:
+            out.append((name, node))
+
+    walk(schema, "")
+    return out
+
+
+def bounds_table() -> str:
+    """The markdown table of every numeric spec field's bounds (README/docs; checked by a test)."""
+    rows: dict[str, tuple[Any, Any]] = {}
+    for name, node in schema_fields():
+        if node.get("type") in ("integer", "number"):
+            lo = node.get("minimum", node.get("exclusiveMinimum"))
+            hi = node.get("maximum", node.get("exclusiveMaximum"))
+            rows.setdefault(name, (lo, hi))
+    lines = ["| field | min | max |", "|---|---|---|"]
+    lines += [f"| `{k}` | {_num(lo)} | {_num(hi)} |" for k, (lo, hi) in sorted(rows.items())]
+    return "\n".join(lines)
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:g}" if isinstance(v, float) else f"{v:,}"
