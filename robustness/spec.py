@@ -80,7 +80,9 @@ class RobustnessSpec(BaseModel):
     sigma: float = Field(default=0.05, ge=0, le=10, description="relative weight-noise scale")
     n_draws: int = Field(default=20, ge=1, le=1000, description="M, perturbations averaged in R")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="noise seed; default: the job's seed")
-    vld_images: int | None = Field(default=None, ge=1, le=1_000_000, description="validation images used for R; default: all")
+    vld_images: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="validation images used for R; default: all"
+    )
     measure: bool = Field(default=False, description="measure R even when top1_robust is not an objective")
     corruptions: CorruptionSpec | None = None
 

@@ -96,7 +96,9 @@ class SupernetEvaluatorSpec(_Strict):
     optimizer: Literal["sgd", "sam"] = Field(
         default="sgd", description="fine-tuning: sgd, or sam (sharpness-aware, as FlatNAS trains: CNAS --optim SAM)"
     )
-    sam_rho: float = Field(default=2.0, gt=0, le=100, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)")
+    sam_rho: float = Field(
+        default=2.0, gt=0, le=100, description="SAM's neighbourhood radius (CNAS's --rho default 2.0)"
+    )
     sam_adaptive: bool = Field(default=True, description="ASAM (CNAS's --adaptive default True)")
 
 
@@ -120,7 +122,9 @@ class ProxyEvaluatorSpec(_Strict):
     kind: Literal["proxy"] = "proxy"
     name: Literal["zen", "naswot", "synflow", "gradnorm", "params", "macs"] = "zen"
     batch_size: int = Field(default=16, ge=2, le=1024)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="fixed per search so a config always gets the same score")
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="fixed per search so a config always gets the same score"
+    )
     resolution: int | None = Field(default=None, ge=32, le=512, description="score at this resolution (default: r)")
     center: float | None = Field(default=None, ge=-1e12, le=1e12)
     scale: float | None = Field(default=None, gt=0, le=1e12)
@@ -307,7 +311,9 @@ class JobSpec(_Strict):
     n_iter: int = Field(default=8, ge=1, le=1000)
     iterations: int = Field(default=30, ge=0, le=10_000)
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
-    hv_patience: int | None = Field(default=None, ge=1, le=10_000, description="stop after this many iterations without HV gain")
+    hv_patience: int | None = Field(
+        default=None, ge=1, le=10_000, description="stop after this many iterations without HV gain"
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     output_layout: Literal["msunas", "cnas"] = Field(
         default="msunas", description="run folder: msunas (ours) or cnas (also CNAS's iter_K/net_i/net_i.subnet|stats"
