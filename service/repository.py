@@ -341,6 +341,7 @@ def resume_job(s: Session, owner_id: int, job_id: int, from_iteration: int | Non
     job.pending_state = None
     job.step_owner = None
     job.step_lease_expires = 0.0
+    job.step_attempts = 0
     job.step_token += 1
     return job
 
@@ -484,9 +485,13 @@ class TaskClaim:
     artefact: dict[str, Any] | None
 
 
-def claim_step(db: Database, owner: str, lease_seconds: float) -> StepClaim | None:
+def claim_step(db: Database, owner: str, lease_seconds: float, max_attempts: int = 3) -> StepClaim | None:
     """Lease the engine step of one active job that needs one: a new job, or one whose current iteration's
-    tasks are all finished. Exactly one worker holds a job's step at a time."""
+    tasks are all finished. Exactly one worker holds a job's step at a time.
+
+    Every claim counts an attempt (``jobs.step_attempts``; a committed step resets it): a step whose lease was
+    lost ``max_attempts`` times (its workers died, or it ran past the step time limit) fails its job with that
+    reason instead of being claimed again, so a poisoned step cannot hold the workers forever."""
     now = time.time()
     open_tasks = exists().where(
         EvalTask.job_id == Job.id,
@@ -512,6 +517,13 @@ def claim_step(db: Database, owner: str, lease_seconds: float) -> StepClaim | No
         job = s.execute(q).scalar_one_or_none()
         if job is None:
             return None
+        if job.step_attempts >= max_attempts:
+            job.state, job.finished_at, job.step_owner, job.step_lease_expires = "failed", utcnow(), None, 0.0
+            job.error = (f"engine step lost {job.step_attempts} times (its workers died or it ran past the step "
+                         "time limit, MSUNAS_STEP_TIMEOUT_SECONDS); the job is failed so the others keep running")
+            job.step_token += 1
+            return None
+        job.step_attempts += 1
         job.step_owner = owner
         job.step_lease_expires = now + lease_seconds
         job.step_token += 1
@@ -631,6 +643,7 @@ def commit_step(
             job.n_tasks = len(candidates)
         job.step_owner = None
         job.step_lease_expires = 0.0
+        job.step_attempts = 0  # the step got through: the next one starts counting afresh
         return True
 
 
@@ -651,7 +664,7 @@ def release_step(db: Database, claim: StepClaim) -> None:
         s.execute(
             update(Job)
             .where(Job.id == claim.job_id, Job.step_token == claim.token)
-            .values(step_owner=None, step_lease_expires=0.0)
+            .values(step_owner=None, step_lease_expires=0.0, step_attempts=Job.step_attempts - 1)  # not a failure
         )
 
 

@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="request body size limit (413 above it)")
     lease_seconds: float = Field(default=30.0, gt=0, description="lease of a claimed task/step; heartbeats renew it")
-    max_attempts: int = Field(default=3, ge=1, description="claims of one task before it is recorded failed")
+    max_attempts: int = Field(default=3, ge=1, description="claims of one task (or lost engine steps of one job) "
+                              "before it is recorded failed")
+    step_timeout_seconds: float = Field(default=3600.0, gt=0, description="an engine step running longer loses its "
+                                        "lease (and counts as an attempt)")
     poll_seconds: float = Field(default=0.2, gt=0, description="idle worker's sleep between claim attempts")
     worker_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

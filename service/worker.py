@@ -50,15 +50,20 @@ class _CachedEngine:
 class _Heartbeat:
     """Background thread renewing one lease every ``lease/3`` seconds; ``lost`` turns true when fenced off."""
 
-    def __init__(self, renew: Callable[[], bool], lease_seconds: float) -> None:
+    def __init__(self, renew: Callable[[], bool], lease_seconds: float, max_seconds: float | None = None) -> None:
         self._renew = renew
         self._period = max(lease_seconds / 3.0, 0.05)
+        self._deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self._stop = threading.Event()
         self.lost = False
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                log.warning("heartbeat: past the time limit; the lease is left to lapse")
+                self.lost = True  # the lease lapses: another worker may claim (an attempt is counted)
+                return
             try:
                 if not self._renew():
                     self.lost = True
@@ -148,7 +153,7 @@ class Worker:
     def run_once(self) -> bool:
         """Do one unit of work (a step, else a task); ``False`` when there was none."""
         lease = self.settings.lease_seconds
-        step = repo.claim_step(self.db, self.id, lease)
+        step = repo.claim_step(self.db, self.id, lease, self.settings.max_attempts)
         if step is not None:
             self.run_step(step)
             self.n_steps += 1
@@ -203,7 +208,8 @@ class Worker:
     def run_step(self, claim: repo.StepClaim) -> None:
         """Tell the finished iteration to the engine, store it, and propose the next one (one worker per job)."""
         lease = self.settings.lease_seconds
-        with _Heartbeat(lambda: repo.heartbeat_step(self.db, claim, lease), lease) as hb:
+        timeout = self.settings.step_timeout_seconds
+        with _Heartbeat(lambda: repo.heartbeat_step(self.db, claim, lease), lease, timeout) as hb:
             try:
                 written = self._step(claim)
             except repo.ConflictError as e:

@@ -267,3 +267,38 @@ def test_every_query_uses_an_index(tmp_path) -> None:
     finally:
         raw.close()
     db.dispose()
+
+
+def test_a_poisoned_step_fails_its_job_after_max_attempts_and_others_run(db_url: str) -> None:
+    """A step whose workers keep dying (the lease lapses each time) is claimed max_attempts times, then its job
+    fails with the reason; the next claim goes to another job. A committed step resets the count."""
+    db = Database(db_url)
+    owner, _ = repo.create_token(db, "a")
+    with db.transaction() as s:
+        bad, _ = create_job(s, owner, SPEC)
+        good, _ = create_job(s, owner, {**SPEC, "seed": 1})
+        bad_id, good_id = bad.id, good.id
+    for _ in range(3):  # three workers claim the bad job's step and die (their lease of 0.01 s lapses)
+        c = repo.claim_step(db, "W", 0.01, max_attempts=3)
+        assert c is not None and c.job_id == bad_id
+        time.sleep(0.03)
+    c = repo.claim_step(db, "W", 30, max_attempts=3)
+    with db.transaction() as s:
+        job = s.get(Job, bad_id)
+        assert job is not None and job.state == "failed" and "engine step lost 3 times" in (job.error or "")
+    c = c or repo.claim_step(db, "W", 30, max_attempts=3)
+    assert c is not None and c.job_id == good_id  # the other job keeps running
+    assert repo.commit_step(db, c, told_iteration=None, stats=None, engine_state=None, records=[],
+                            next_iteration=0, candidates=[("k0", {"a": 0})], finished=False)
+    with db.transaction() as s:
+        assert s.get(Job, good_id).step_attempts == 0  # type: ignore[union-attr]
+    db.dispose()
+
+
+def test_heartbeat_gives_up_after_the_step_time_limit() -> None:
+    from service.worker import _Heartbeat
+
+    renewals: list[float] = []
+    with _Heartbeat(lambda: renewals.append(time.monotonic()) or True, lease_seconds=0.15, max_seconds=0.3) as hb:
+        time.sleep(0.8)
+    assert hb.lost and 1 <= len(renewals) <= 6  # renewed until the limit, then left to lapse
