@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search.spec import error_field, error_parts
 from service.db import StorageError
-from service.repository import ConflictError, NotFoundError
+from service.repository import ConflictError, LimitError, NotFoundError
 from service.schemas import ProblemDetail
 from supernets.errors import InputError
 
@@ -230,6 +230,12 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, Problem(CONFLICT, str(exc), field=exc.field))
 
 
+async def _limit(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LimitError)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return problem_response(request, Problem(TOO_MANY_REQUESTS, str(exc), headers=headers))
+
+
 async def _storage(request: Request, exc: Exception) -> JSONResponse:
     log.warning("request %s: database unavailable: %s", request_id_of(request), exc)
     detail = "the database is unavailable or busy; retry shortly"
@@ -249,5 +255,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(LimitError, _limit)
     app.add_exception_handler(StorageError, _storage)
     app.add_exception_handler(Exception, _internal)

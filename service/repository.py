@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from search.objectives import constraint_lines
@@ -54,6 +54,14 @@ class ConflictError(RuntimeError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class LimitError(RuntimeError):
+    """The owner has reached a per-user limit (the API answers 429 with ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # --------------------------------------------------------------------------------------------------- tokens
@@ -439,17 +447,24 @@ def check_exportable(job: Job, a: Architecture) -> None:
 
 
 def submit_job(db: Database, owner_id: int, spec: JobSpec, *, name: str | None = None,
-               idempotency_key: str | None = None, artefact: dict[str, Any] | None = None
-               ) -> tuple[dict[str, Any], bool]:
+               idempotency_key: str | None = None, artefact: dict[str, Any] | None = None,
+               max_active: int | None = None) -> tuple[dict[str, Any], bool]:
     """Create a job (or find the one of this ``idempotency_key``) in one write transaction; returns its summary
     and whether it was created. On SQLite the transaction takes the write lock first (``BEGIN IMMEDIATE``), so
     concurrent requests with one key never both insert; on PostgreSQL the losing insert's unique violation is
-    answered with the winner's job."""
+    answered with the winner's job. ``max_active``: :class:`LimitError` when the owner already has that many
+    queued or running jobs (a replayed key is still answered)."""
     for attempt in range(2):
         try:
             with db.transaction(claim=True) as s:
                 job, created = create_job(s, owner_id, spec, name=name, idempotency_key=idempotency_key,
                                           artefact=artefact)
+                if created and max_active is not None:
+                    n = s.execute(select(func.count()).select_from(Job).where(
+                        Job.owner_id == owner_id, Job.state.in_(ACTIVE_JOB_STATES))).scalar_one()
+                    if n > max_active:  # rolls the insert back
+                        raise LimitError(f"you have {n - 1} queued or running jobs; at most {max_active} "
+                                         "(MSUNAS_MAX_ACTIVE_JOBS_PER_USER)")
                 return job_summary(s, job), created
         except StorageError:
             if idempotency_key is None or attempt:
@@ -668,6 +683,21 @@ def release_step(db: Database, claim: StepClaim) -> None:
         )
 
 
+def _next_owner(s: Session, claimable: Select[Any], now: float) -> int | None:
+    """Whose evaluation runs next: among the owners with claimable tasks, the one with the fewest running now,
+    ties to the one served least recently (so one user's 100 jobs take turns with another's one)."""
+    owners = sorted(s.execute(claimable.with_only_columns(Job.owner_id).limit(None).order_by(None).distinct())
+                    .scalars())
+    if len(owners) <= 1:
+        return owners[0] if owners else None
+    tasks = select(Job.owner_id).select_from(EvalTask).join(Job, Job.id == EvalTask.job_id).where(
+        Job.owner_id.in_(owners)).group_by(Job.owner_id)
+    running: dict[int, int] = {o: n for o, n in s.execute(tasks.add_columns(func.count()).where(
+        EvalTask.state == "running", EvalTask.lease_expires >= now))}
+    served: dict[int, float] = {o: t for o, t in s.execute(tasks.add_columns(func.max(EvalTask.lease_expires)))}
+    return min(owners, key=lambda o: (running.get(o, 0), served.get(o) or 0.0, o))
+
+
 def claim_task(db: Database, owner: str, lease_seconds: float, max_attempts: int) -> TaskClaim | None:
     """Lease the oldest evaluation task that is pending, or running under an expired lease, of a running job.
     A task whose lease expired ``max_attempts`` times (its workers keep dying) is recorded as failed."""
@@ -686,9 +716,10 @@ def claim_task(db: Database, owner: str, lease_seconds: float, max_attempts: int
         .limit(1)
     )
     with db.transaction() as s:  # cheap unlocked peek first: idle workers never take the write lock
-        if s.execute(q.with_only_columns(EvalTask.id)).first() is None:
+        owner_id = _next_owner(s, q, now)
+        if owner_id is None:
             return None
-    q = q.with_for_update(skip_locked=True, of=EvalTask)
+    q = q.where(Job.owner_id == owner_id).with_for_update(skip_locked=True, of=EvalTask)
     while True:
         with db.transaction(claim=True) as s:
             task = s.execute(q).scalar_one_or_none()

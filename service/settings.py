@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0, description="lease of a claimed task/step; heartbeats renew it")
     max_attempts: int = Field(default=3, ge=1, description="claims of one task (or lost engine steps of one job) "
                               "before it is recorded failed")
+    max_active_jobs_per_user: int = Field(default=200, ge=1, description="queued + running jobs one token may have; "
+                                          "more are answered 429 with Retry-After")
     step_timeout_seconds: float = Field(default=3600.0, gt=0, description="an engine step running longer loses its "
                                         "lease (and counts as an attempt)")
     poll_seconds: float = Field(default=0.2, gt=0, description="idle worker's sleep between claim attempts")

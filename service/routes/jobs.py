@@ -40,7 +40,7 @@ def submit(
     """Submit a job spec (202 + ``Location``). ``Idempotency-Key``: the same key and body give the same job."""
     artefact = admit(spec, settings)
     summary, created = repo.submit_job(db, owner, spec, name=name, idempotency_key=idempotency_key,
-                                       artefact=artefact)
+                                       artefact=artefact, max_active=settings.max_active_jobs_per_user)
     response.headers["Location"] = f"/jobs/{summary['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -148,3 +148,23 @@ def test_list_pagination_filter_cancel(api) -> None:
 def test_server_refuses_outdated_schema(empty_db_url: str) -> None:
     with pytest.raises(SchemaOutdatedError, match="msunas db upgrade"):
         create_app(Settings(db_url=empty_db_url))
+
+
+def test_per_user_job_limit_is_429_with_retry_after(db_url: str, tmp_path: Path, predictor_file: Path) -> None:
+    app = create_app(Settings(db_url=db_url, data_roots=[tmp_path], max_active_jobs_per_user=3))
+    db: Database = app.state.db
+    _, alice = repo.create_token(db, "alice")
+    _, bob = repo.create_token(db, "bob")
+    a, b = {"Authorization": f"Bearer {alice}"}, {"Authorization": f"Bearer {bob}"}
+    with TestClient(app) as client:
+        for i in range(3):
+            assert client.post("/jobs", json=_spec(predictor_file, seed=i), headers=a).status_code == 202
+        r = client.post("/jobs", json=_spec(predictor_file, seed=9), headers=a)
+        body = _problem(r, 429)
+        assert int(r.headers["Retry-After"]) > 0 and "at most 3" in body["detail"]
+        assert client.post("/jobs", json=_spec(predictor_file), headers=b).status_code == 202  # bob is not limited
+        assert len(client.get("/jobs", headers=a).json()["items"]) == 3  # nothing was stored for the refused one
+        jid = client.get("/jobs", headers=a).json()["items"][0]["id"]
+        assert client.post(f"/jobs/{jid}/cancel", headers=a).status_code == 200
+        assert client.post("/jobs", json=_spec(predictor_file, seed=9), headers=a).status_code == 202  # room again
+    db.dispose()

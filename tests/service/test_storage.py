@@ -302,3 +302,24 @@ def test_heartbeat_gives_up_after_the_step_time_limit() -> None:
     with _Heartbeat(lambda: renewals.append(time.monotonic()) or True, lease_seconds=0.15, max_seconds=0.3) as hb:
         time.sleep(0.8)
     assert hb.lost and 1 <= len(renewals) <= 6  # renewed until the limit, then left to lapse
+
+
+def test_tasks_take_turns_across_users(db_url: str) -> None:
+    """One user's many queued evaluations do not starve another's: the next claim goes to the owner with the fewest
+    running, ties to the one served least recently (here with one worker: strictly alternating)."""
+    db = Database(db_url)
+    alice, _ = repo.create_token(db, "alice")
+    bob, _ = repo.create_token(db, "bob")
+    many = [_job_with_tasks(db, 20, owner=alice) for _ in range(3)]
+    one = _job_with_tasks(db, 3, owner=bob)
+    owners = []
+    for _ in range(6):  # one worker: claim, finish, claim ...
+        c = repo.claim_task(db, "W", 30, 3)
+        assert c is not None
+        owners.append("bob" if c.job_id == one else "alice")
+        time.sleep(0.002)  # lease stamps of successive claims differ
+        repo.complete_task(db, c, {"config": c.config, "status": "ok", "metrics": {"top1": 1.0}})
+    assert owners.count("bob") == 3 and owners.count("alice") == 3, owners
+    held = [repo.claim_task(db, f"W{i}", 30, 3) for i in range(2)]  # two workers at once: one each... then alice
+    assert {c.job_id for c in held if c} <= set(many)  # bob has nothing left; alice's work goes on
+    db.dispose()
