@@ -64,6 +64,8 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int | None = None) -> None:
         self.url = url
+        self._sqlite_file: Path | None = None
+        self._sqlite_inode: tuple[int, int] | None = None  # (device, inode) of the file the connections opened
         kw: dict[str, Any] = {"echo": echo, "future": True}
         if url.startswith("sqlite"):
             kw["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
@@ -72,6 +74,7 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and not path.startswith(":"):
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                self._sqlite_file = Path(path).expanduser().resolve()
         else:
             kw["pool_pre_ping"] = True  # reconnect transparently after a server restart
             kw["pool_recycle"] = 1800
@@ -91,6 +94,8 @@ class Database:
     def transaction(self, *, claim: bool = False) -> Iterator[Session]:
         """One unit of work: commit on success, roll back on any error; database errors become
         :class:`StorageError` (``retryable`` for connection loss, lock timeouts, serialization failures)."""
+        if self._sqlite_file is not None:
+            self._check_sqlite_file()
         session = (self._claim if claim else self._plain)()
         try:
             yield session
@@ -107,6 +112,23 @@ class Database:
             raise
         finally:
             session.close()
+
+    def _check_sqlite_file(self) -> None:
+        """Refuse to work on a SQLite file that was deleted or replaced since it was opened: open connections would
+        keep writing into the unlinked file and every write would be lost."""
+        assert self._sqlite_file is not None
+        try:
+            st = self._sqlite_file.stat()
+        except FileNotFoundError:
+            if self._sqlite_inode is None:
+                return  # not created yet (the first connection creates it)
+            raise StorageError("the SQLite database file was deleted while the server ran; restart it on a "
+                               "restored file (writes are refused, not lost)") from None
+        now = (st.st_dev, st.st_ino)
+        if self._sqlite_inode is None:
+            self._sqlite_inode = now
+        elif now != self._sqlite_inode:
+            raise StorageError("the SQLite database file was replaced while the server ran; restart the server")
 
     def dispose(self) -> None:
         """Close pooled connections (e.g. after fork)."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from search.objectives import constraint_lines
@@ -54,6 +55,18 @@ class ConflictError(RuntimeError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+_PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/[^\s'\"():,;]+")
+_TRACEBACK = re.compile(r"\n?Traceback \(most recent call last\):.*", re.S)
+
+
+def public_error(message: str | None) -> str | None:
+    """What a stored job or architecture error may say to its owner: no traceback and no server path (the full
+    message goes to the server's log, with the request or worker id)."""
+    if message is None:
+        return None
+    return _PATH.sub("<server path>", _TRACEBACK.sub("", message)).strip()[:4000]
 
 
 class LimitError(RuntimeError):
@@ -473,9 +486,12 @@ def submit_job(db: Database, owner_id: int, spec: JobSpec, *, name: str | None =
 
 
 def check_health(db: Database) -> None:
-    """The database answers (``StorageError`` otherwise)."""
-    with db.transaction() as s:
+    """The database answers and takes writes (``StorageError`` otherwise): a write transaction is begun (SQLite:
+    ``BEGIN IMMEDIATE``, the write lock, on the file that is still there; PostgreSQL: not read-only)."""
+    with db.transaction(claim=True) as s:
         s.execute(select(func.count()).select_from(ApiToken))
+        if not db.is_sqlite and s.execute(text("SHOW transaction_read_only")).scalar() == "on":
+            raise StorageError("the database is read-only")
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -644,7 +660,7 @@ def commit_step(
                         objectives=_jsonable(list(objs)) if objs else None,
                         f1=_float_or_none(objs[0]) if len(objs) > 0 else None,
                         f2=_float_or_none(objs[1]) if len(objs) > 1 else None,
-                        error=r.get("error"),
+                        error=public_error(r.get("error")),
                     )
                 )
         job.pending_state = None if finished else pending_state
@@ -668,7 +684,8 @@ def fail_job(db: Database, claim: StepClaim, error: str) -> bool:
         r = s.execute(
             update(Job)
             .where(Job.id == claim.job_id, Job.step_token == claim.token, Job.state.in_(ACTIVE_JOB_STATES))
-            .values(state="failed", error=error[:4000], finished_at=utcnow(), step_owner=None, step_lease_expires=0.0)
+            .values(state="failed", error=public_error(error), finished_at=utcnow(), step_owner=None,
+                    step_lease_expires=0.0)
         )
         return bool(r.rowcount)  # type: ignore[attr-defined]
 

@@ -227,9 +227,9 @@ class Worker:
                 return
             except Exception as e:  # noqa: BLE001 - an engine error fails the job, with its reason
                 self._engines.pop(claim.job_id, None)
-                msg = f"engine step failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
-                log.error("worker %s: job %d: %s", self.id, claim.job_id, msg)
-                repo.fail_job(self.db, claim, msg)
+                msg = f"engine step failed: {type(e).__name__}: {e}"
+                log.error("worker %s: job %d: %s\n%s", self.id, claim.job_id, msg, traceback.format_exc(limit=5))
+                repo.fail_job(self.db, claim, msg)  # stored without traceback or server paths (public_error)
                 return
         if not written or hb.lost:
             self._engines.pop(claim.job_id, None)

@@ -168,3 +168,30 @@ def test_per_user_job_limit_is_429_with_retry_after(db_url: str, tmp_path: Path,
         assert client.post(f"/jobs/{jid}/cancel", headers=a).status_code == 200
         assert client.post("/jobs", json=_spec(predictor_file, seed=9), headers=a).status_code == 202  # room again
     db.dispose()
+
+
+def test_deleted_sqlite_file_is_unhealthy_and_refuses_writes(tmp_path: Path, predictor_file: Path) -> None:
+    from service.db import upgrade
+
+    path = tmp_path / "db" / "msunas.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    app = create_app(Settings(db_url=url, data_roots=[tmp_path]))
+    _, alice = repo.create_token(app.state.db, "alice")
+    a = {"Authorization": f"Bearer {alice}"}
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert client.post("/jobs", json=_spec(predictor_file), headers=a).status_code == 202
+        path.unlink()
+        for r in (client.get("/healthz"), client.post("/jobs", json=_spec(predictor_file, seed=1), headers=a)):
+            body = _problem(r, 503)
+            assert r.headers["Retry-After"] and str(tmp_path) not in r.text and "Traceback" not in r.text
+            assert body.get("request_id") or r.headers.get("X-Request-ID")
+    app.state.db.dispose()
+
+
+def test_stored_errors_carry_no_traceback_or_server_path() -> None:
+    msg = repo.public_error("engine step failed: InputError: evaluator.path: /srv/data/x.npz is not a predictor\n"
+                            "Traceback (most recent call last):\n  File \"/opt/msunas/search/engine.py\", line 3")
+    assert msg == "engine step failed: InputError: evaluator.path: <server path> is not a predictor"
+    assert repo.public_error("macs 1/2 of a/b at r=160") == "macs 1/2 of a/b at r=160"
