@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from search.provenance import msunas_version
 from service.cache import SummaryCache, TokenCache
 from service.db import Database, check_schema
-from service.middleware import BodySizeLimit, RequestId
+from service.middleware import BodySizeLimit, RequestId, StructuredBody
 from service.problems import install_problem_handlers, problem_openapi
 from service.routes import ROUTERS
 from service.routes.pages import STATIC_DIR
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, require_schema: bool = True)
     app.state.db = db
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     app.state.summary_cache = SummaryCache()
+    app.add_middleware(StructuredBody)  # innermost: sees only bodies within the size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestId)
     install_problem_handlers(app)

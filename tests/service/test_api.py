@@ -195,3 +195,19 @@ def test_stored_errors_carry_no_traceback_or_server_path() -> None:
                             "Traceback (most recent call last):\n  File \"/opt/msunas/search/engine.py\", line 3")
     assert msg == "engine step failed: InputError: evaluator.path: <server path> is not a predictor"
     assert repo.public_error("macs 1/2 of a/b at r=160") == "macs 1/2 of a/b at r=160"
+
+
+def test_yaml_bodies_are_accepted_and_duplicate_keys_refused(api) -> None:
+    client, alice, _, pred = api
+    yaml_spec = f"evaluator: {{kind: oracle, path: {pred}}}\nn_doe: 10\nn_iter: 4\niterations: 2\n"
+    r = client.post("/jobs", content=yaml_spec, headers={**alice, "Content-Type": "application/yaml"})
+    assert r.status_code == 202, r.text
+    assert r.json()["spec"]["n_doe"] == 10
+    dup_json = '{"n_doe": 10, "n_iter": 4, "n_doe": 12, "evaluator": {"kind": "oracle", "path": "%s"}}' % pred
+    _problem(client.post("/jobs", content=dup_json, headers={**alice, "Content-Type": "application/json"}), 422,
+             "n_doe")
+    dup_yaml = yaml_spec + "evaluator: {kind: oracle, path: x, path: y}\n"
+    _problem(client.post("/jobs", content=dup_yaml, headers={**alice, "Content-Type": "text/yaml"}), 422, "evaluator")
+    _problem(client.post("/jobs", content="n_doe: [1, 2", headers={**alice, "Content-Type": "application/yaml"}), 422,
+             "body")
+    assert len(client.get("/jobs", headers=alice).json()["items"]) == 1  # nothing stored for the refused ones
