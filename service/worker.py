@@ -36,8 +36,10 @@ from service.db import Database, StorageError, check_schema
 from service.settings import Settings
 from supernets import get_search_space
 from supernets.errors import InputError
+from supernets.interrupt import Interrupted, interruptible
 
 log = logging.getLogger("msunas.worker")
+TASK_CHECK_SECONDS = 5.0  # how often a running task checks that it still holds its lease (and is not cancelled)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Heartbeat:
         self._deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self._stop = threading.Event()
         self.lost = False
+        self.lost_event = threading.Event()  # set with ``lost``: the running evaluation stops at its next batch
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -63,10 +66,12 @@ class _Heartbeat:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 log.warning("heartbeat: past the time limit; the lease is left to lapse")
                 self.lost = True  # the lease lapses: another worker may claim (an attempt is counted)
+                self.lost_event.set()
                 return
             try:
                 if not self._renew():
                     self.lost = True
+                    self.lost_event.set()
                     return
             except StorageError as e:  # database briefly away: keep trying until the lease would lapse
                 log.warning("heartbeat failed: %s", e)
@@ -177,9 +182,14 @@ class Worker:
     def run_task(self, claim: repo.TaskClaim) -> None:
         """Evaluate one leased candidate and store the result if the lease still holds."""
         lease = self.settings.lease_seconds
-        with _Heartbeat(lambda: repo.heartbeat_task(self.db, claim, lease), lease) as hb:
+        # renewed at least every TASK_CHECK_SECONDS: a cancelled task's evaluation stops within that (+ one batch)
+        with _Heartbeat(lambda: repo.heartbeat_task(self.db, claim, lease), min(lease, 3 * TASK_CHECK_SECONDS)) as hb:
             try:
-                result = self._evaluator(claim).evaluate(claim.config).to_dict()
+                with interruptible(hb.lost_event):
+                    result = self._evaluator(claim).evaluate(claim.config).to_dict()
+            except Interrupted:
+                log.info("worker %s: task %d stopped (cancelled or its lease lost)", self.id, claim.task_id)
+                return
             except Exception as e:  # noqa: BLE001 - the evaluator could not even be built: a failed candidate
                 result = {
                     "config": claim.config,

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
 from supernets.errors import InputError
+from supernets.interrupt import check
 
 SPLIT_SEED = 0x5EED
 DIGITS_TEST = 297
@@ -158,6 +159,7 @@ class TensorImages:
             x = self.images[idx]
             if augment:
                 x = self._augment(x, generator)
+            check()
             yield resize_batch(x, r), self.labels[idx]
 
     def _augment(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -213,7 +215,9 @@ class FolderImages:
         )
         if augment:  # per-sample augmentation RNG for the main process (num_workers=0)
             torch.manual_seed(seed)
-        yield from loader
+        for batch in loader:
+            check()
+            yield batch
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from supernets.errors import InputError
+from supernets.interrupt import check
 from supernets.ofa_supernet import bn_modules
 
 
@@ -43,6 +44,7 @@ def _calibrate(net: nn.Module, run: Any, batches: Iterable[torch.Tensor | tuple[
     n = 0
     try:
         for b in batches:
+            check()
             x = b[0] if isinstance(b, (tuple, list)) else b
             k = int(x.shape[0])
             for m in bns:
@@ -150,6 +152,7 @@ def finetune(
     for epoch in range(n_epochs):
         batches = next(epochs_batches)
         for x, y in batches:
+            check()
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
@@ -199,6 +202,7 @@ def validate(
     net.eval()
     n, c1, c5, loss = 0, 0, 0, 0.0
     for x, y in batches:
+        check()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = net(x)

@@ -123,3 +123,34 @@ def test_broken_evaluator_records_failures(db_url: str, tmp_path: Path) -> None:
     else:
         assert job.error
     db.dispose()
+
+
+def test_cancel_interrupts_the_running_evaluation(db_url: str) -> None:
+    """A real supernet evaluation (fine-tuning on digits for many epochs) stops within seconds of the job's
+    cancellation, checked between batches; its task stays cancelled and nothing is stored for it."""
+    import threading
+    import time
+
+    db = Database(db_url)
+    owner, _ = repo.create_token(db, "t")
+    spec = {"dataset": {"name": "digits"}, "supernet": {"random_init": True}, "resolution": [128, 128],
+            "evaluator": {"kind": "supernet", "n_epochs": 500, "batch_size": 16, "bn_calib_images": 32,
+                          "num_threads": 1},
+            "n_doe": 2, "n_iter": 1, "iterations": 0}
+    jid = submit(db, spec, owner)
+    w = Worker(Settings(db_url=db_url, poll_seconds=0.01, lease_seconds=3.0))
+    assert w.run_once()  # the step: iteration 0's two tasks
+    t = threading.Thread(target=w.run_once)  # one task: 500 epochs, minutes without the interruption
+    t.start()
+    time.sleep(4.0)
+    assert t.is_alive()
+    with db.transaction() as s:
+        repo.cancel_job(s, owner, jid)
+    t0 = time.monotonic()
+    t.join(timeout=30)
+    assert not t.is_alive() and time.monotonic() - t0 < 10.0
+    with db.transaction() as s:
+        states = s.execute(select(EvalTask.state).where(EvalTask.job_id == jid)).scalars().all()
+        assert states and set(states) == {"cancelled"}
+        assert s.execute(select(func.count()).where(Architecture.job_id == jid)).scalar_one() == 0
+    db.dispose()
