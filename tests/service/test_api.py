@@ -211,3 +211,29 @@ def test_yaml_bodies_are_accepted_and_duplicate_keys_refused(api) -> None:
     _problem(client.post("/jobs", content="n_doe: [1, 2", headers={**alice, "Content-Type": "application/yaml"}), 422,
              "body")
     assert len(client.get("/jobs", headers=alice).json()["items"]) == 1  # nothing stored for the refused ones
+
+
+def test_concurrent_keyed_posts_give_no_5xx_and_one_job_per_key(db_url: str, tmp_path: Path,
+                                                                 predictor_file: Path) -> None:
+    """50 concurrent POSTs with distinct Idempotency-Keys plus 10 reusing one key, through a real server's
+    threads: no 5xx, exactly one job per key (SQLite: BEGIN IMMEDIATE + busy timeout; PostgreSQL: row locks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(Settings(db_url=db_url, data_roots=[tmp_path]))
+    _, alice = repo.create_token(app.state.db, "alice")
+    with TestClient(app) as client:
+        def post(key: str) -> tuple[int, int | None]:
+            r = client.post("/jobs", json=_spec(predictor_file),
+                            headers={"Authorization": f"Bearer {alice}", "Idempotency-Key": key})
+            return r.status_code, r.json().get("id") if r.status_code < 300 else None
+
+        keys = [f"k{i}" for i in range(50)] + ["shared"] * 10
+        with ThreadPoolExecutor(max_workers=16) as ex:
+            results = list(ex.map(post, keys))
+        assert all(code < 500 for code, _ in results), sorted({c for c, _ in results})
+        assert all(code in (200, 201, 202) for code, _ in results), [c for c, _ in results]
+        shared = {jid for (code, jid), k in zip(results, keys, strict=True) if k == "shared"}
+        assert len(shared) == 1
+        items = client.get("/jobs?limit=200", headers={"Authorization": f"Bearer {alice}"}).json()["items"]
+        assert len(items) == 51
+    app.state.db.dispose()
