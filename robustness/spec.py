@@ -8,7 +8,7 @@ job's second objective is ``top1_robust`` or ``measure: true``; corruption metri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Protocol
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,10 +21,11 @@ class CorruptionSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    types: list[str] = Field(default_factory=lambda: list(CORRUPTIONS), min_length=1)
+    types: list[str] = Field(default_factory=lambda: list(CORRUPTIONS), min_length=1, max_length=len(CORRUPTIONS),
+                             json_schema_extra={"items": {"type": "string", "enum": list(CORRUPTIONS)}})
     severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
     n_images: int = Field(default=500, ge=1, le=100_000, description="validation images corrupted per (type, severity)")
-    preset: str = Field(default="auto", description="severity table: auto | cifar | imagenet")
+    preset: Literal["auto", "cifar", "imagenet"] = Field(default="auto", description="severity table")
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     cifar_c_root: str | None = Field(
         default=None,
@@ -33,6 +34,9 @@ class CorruptionSpec(BaseModel):
     baseline: dict[str, dict[int, Annotated[float, Field(ge=0, le=100)]]] | None = Field(
         default=None,
         description="baseline architecture's accuracy (%) per type and severity, for mCE (Hendrycks)",
+        json_schema_extra={"propertyNames": {"enum": list(CORRUPTIONS)}, "additionalProperties": {
+            "type": "object", "propertyNames": {"enum": [str(v) for v in SEVERITIES]},
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 100}}},
     )
     baseline_clean_acc: float | None = Field(default=None, ge=0, le=100)
 

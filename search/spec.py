@@ -186,7 +186,7 @@ class EarlyExitSpec(_Strict):
     loss_weights: list[Annotated[float, Field(ge=0, le=1000)]] = Field(
         default_factory=lambda: [1.0] * 5, min_length=5, max_length=5
     )
-    calib_grid: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+    calib_grid: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0], min_length=1, max_length=256
     )
     tolerance: float = Field(default=0.5, ge=0, le=100, description="b-mode without a budget: accuracy points given up")
@@ -218,7 +218,8 @@ class PenaltySpec(_Strict):
 
     factor: float = Field(default=1.0e10, ge=0, le=1e15)
     weights: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = Field(
-        default_factory=lambda: {"params": 1.0, "macs": 0.025, "activations": 1.0}
+        default_factory=lambda: {"params": 1.0, "macs": 0.025, "activations": 1.0},
+        json_schema_extra={"propertyNames": {"enum": ["params", "macs", "activations"]}},
     )
 
     @field_validator("weights")
@@ -237,8 +238,8 @@ class EngineSpec(_Strict):
     """
 
     kind: Literal["msunas"] = "msunas"
-    pop_size: int = Field(default=40, ge=4, le=1000, description="inner NSGA-II population on the surrogate")
-    n_gen: int = Field(default=20, ge=1, le=1000, description="inner NSGA-II generations per iteration")
+    pop_size: int = Field(default=40, ge=4, le=500, description="inner NSGA-II population on the surrogate")
+    n_gen: int = Field(default=20, ge=1, le=200, description="inner NSGA-II generations per iteration")
     encoding: Literal["auto", "int", "onehot", "both"] = Field(
         default="both", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
     )
@@ -286,14 +287,21 @@ class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
     search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
-    width_mult: float = Field(default=1.0, ge=1.0, le=1.2, description="1.0 or 1.2")
+    width_mult: float = Field(default=1.0, json_schema_extra={"enum": [1.0, 1.2]}, description="1.0 or 1.2")
     resolution: tuple[Annotated[int, Field(ge=32, le=512)], Annotated[int, Field(ge=32, le=512)]] = (192, 256)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     supernet: SupernetSpec = Field(default_factory=SupernetSpec)
     evaluator: EvaluatorSpec = Field(default_factory=SupernetEvaluatorSpec)
-    objectives: list[str] = Field(default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2)
+    objectives: list[str] = Field(
+        default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2,
+        json_schema_extra={"prefixItems": [{"type": "string", "enum": list(FIRST_OBJECTIVES)},
+                                           {"type": "string", "enum": list(SECOND_OBJECTIVES)}], "items": False,
+                           "uniqueItems": True},
+    )
     latency_table: str | None = None
-    constraints: dict[str, Annotated[float, Field(gt=0, le=1e15)]] = Field(default_factory=dict, max_length=8)
+    constraints: dict[str, Annotated[float, Field(gt=0, le=1e15)]] = Field(
+        default_factory=dict, max_length=8, json_schema_extra={"propertyNames": {"enum": list(CONSTRAINT_KEYS)}}
+    )
     constraint_mode: Literal["penalty", "hard", "nachos"] = Field(
         default="penalty",
         description="penalty (CNAS weighted penalty) | hard (feasible first) | nachos (NACHOS's phi-adaptive "
@@ -516,8 +524,8 @@ def bounds_table() -> str:
     rows: dict[str, tuple[Any, Any]] = {}
     for name, node in schema_fields():
         if node.get("type") in ("integer", "number"):
-            lo = node.get("minimum", node.get("exclusiveMinimum"))
-            hi = node.get("maximum", node.get("exclusiveMaximum"))
+            lo = node.get("minimum", node.get("exclusiveMinimum", min(node.get("enum") or [None])))
+            hi = node.get("maximum", node.get("exclusiveMaximum", max(node.get("enum") or [None])))
             rows.setdefault(name, (lo, hi))
     lines = ["| field | min | max |", "|---|---|---|"]
     lines += [f"| `{k}` | {_num(lo)} | {_num(hi)} |" for k, (lo, hi) in sorted(rows.items())]

@@ -17,10 +17,6 @@ from search.spec import JobSpec, path_values
 from service.settings import Settings
 from supernets.errors import InputError
 
-# the most surrogate evaluations one engine step may ask for (inner NSGA-II pop_size x n_gen, plus the candidate
-# pool): what one step costs in minutes and memory on the smallest machine (2 cores)
-MAX_SURROGATE_EVALS = 100_000
-
 
 def confine(path_str: str, roots: list[Path], field: str) -> None:
     """``InputError`` unless ``path_str`` (resolved, symlinks followed) lies inside one of ``roots``."""
@@ -57,16 +53,7 @@ def admit(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         raise InputError("evaluator.kind", "this server does not run python evaluators (they run the code a spec "
                          "names)", hint="run the search in-process with `msunas search`, or the operator sets "
                          "MSUNAS_ALLOW_PYTHON_EVALUATOR=true")
-    check_cost(spec)
     for field, path in path_values(spec):
         confine(path, settings.data_roots, field)
     return describe(spec)
 
-
-def check_cost(spec: JobSpec) -> None:
-    """``InputError`` when one engine step would cost more than a small machine gives it (the per-field bounds
-    of the schema allow each knob alone; this bounds their product)."""
-    evals = spec.engine.pop_size * spec.engine.n_gen
-    if evals > MAX_SURROGATE_EVALS:
-        raise InputError("engine.n_gen", f"pop_size x n_gen = {evals} surrogate evaluations per step; at most "
-                         f"{MAX_SURROGATE_EVALS}", hint="lower engine.n_gen or engine.pop_size")

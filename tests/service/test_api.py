@@ -203,7 +203,8 @@ def test_yaml_bodies_are_accepted_and_duplicate_keys_refused(api) -> None:
     r = client.post("/jobs", content=yaml_spec, headers={**alice, "Content-Type": "application/yaml"})
     assert r.status_code == 202, r.text
     assert r.json()["spec"]["n_doe"] == 10
-    dup_json = '{"n_doe": 10, "n_iter": 4, "n_doe": 12, "evaluator": {"kind": "oracle", "path": "%s"}}' % pred
+    dup_json = '{"n_doe": 10, "n_iter": 4, "n_doe": 12, "evaluator": {"kind": "oracle", "path": "PRED"}}'
+    dup_json = dup_json.replace("PRED", str(pred))
     _problem(client.post("/jobs", content=dup_json, headers={**alice, "Content-Type": "application/json"}), 422,
              "n_doe")
     dup_yaml = yaml_spec + "evaluator: {kind: oracle, path: x, path: y}\n"
