@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -58,13 +59,19 @@ def quantize_onnx_int8(fp32_path: str | Path, out: str | Path, calibration: Iter
 
     path = Path(out).expanduser()
     tmp = temp_beside(path)
-    ort.set_default_logger_severity(3)  # its calibration sessions warn about every unused initializer
+    # its calibration sessions warn about every unused initializer, and it logs a pre-processing advice (the
+    # exported graph is already shape-inferred with BN folded): both quiet for the call, then restored
+    root, level = logging.getLogger(), logging.getLogger().level
+    ort.set_default_logger_severity(3)
+    root.setLevel(logging.ERROR)
     try:
         quantize_static(str(fp32_path), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
         os.replace(tmp, path)
     finally:
+        root.setLevel(level)
+        ort.set_default_logger_severity(2)
         if tmp.exists():
             tmp.unlink()
     return {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
