@@ -24,6 +24,7 @@ from supernets.export import temp_beside
 
 def _session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    so.log_severity_level = 3  # not a warning per initializer the quantiser left unused
     if threads is not None:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
