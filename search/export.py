@@ -7,6 +7,10 @@ search measured), and writes
 
 - ``onnx``: input ``input`` (N, 3, r, r); output ``logits`` (single exit) or every exit's logits (early exits),
   checked against PyTorch in ONNX Runtime; ``metadata_props`` say what the file is (:func:`onnx_metadata`);
+- ``onnx-int8`` (single-exit nets): the fp32 ONNX file statically quantised by ONNX Runtime (QDQ, per-channel
+  int8 weights, activations calibrated on :data:`CALIBRATION_IMAGES` training images at the net's resolution); the
+  fp32 and int8 files' validation top-1 and ORT CPU batch-1 latency are measured and written into the int8 file's
+  ``metadata_props`` (``msunas.quantization``) and the summary (``quantization``);
 - ``torch``: a self-contained checkpoint with the config, the network config, the weights and the artefact.
 
 Exports are serialised in the process (torch's ONNX exporter is global state): concurrent calls wait their turn.
@@ -15,11 +19,13 @@ Exports are serialised in the process (torch's ONNX exporter is global state): c
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import torch.nn as nn
 
 from early_exit.evaluate import exit_thresholds
@@ -30,12 +36,16 @@ from search.evaluators.supernet import SupernetEvaluator
 from search.provenance import arch_artefact, check_fits, describe, load_job_supernet, msunas_version, supernet_ref
 from search.spec import EarlyExitSpec, JobSpec, SupernetEvaluatorSpec
 from supernets import get_search_space
-from supernets.datasets import MEAN, STD, class_names
+from supernets.datasets import MEAN, STD, class_names, load_dataset
 from supernets.errors import InputError
-from supernets.export import FORMATS, export_subnet
+from supernets.export import export_subnet, set_onnx_metadata, temp_beside
+from supernets.quantize import onnx_top1, ort_latency_ms, quantize_onnx_int8
 
-Format = Literal["onnx", "torch"]
-MEDIA_TYPES = {"onnx": "application/onnx", "torch": "application/octet-stream"}
+Format = Literal["onnx", "onnx-int8", "torch"]
+EXPORT_FORMATS = ("onnx", "onnx-int8", "torch")
+MEDIA_TYPES = {"onnx": "application/onnx", "onnx-int8": "application/onnx", "torch": "application/octet-stream"}
+CALIBRATION_IMAGES = 64  # training images ORT calibrates the int8 activation ranges on
+LATENCY_RUNS = 30  # batch-1 ORT CPU runs (1 thread) the reported median latency is taken over
 _LOCK = threading.Lock()
 
 
@@ -83,8 +93,11 @@ def export_architecture(
     the exit heads with the backbone) and measure validation top-1. ``thresholds``: early exits' max-softmax
     thresholds (default: from the ``t`` genes, or the calibrated ones in ``metrics``)."""
     fmt = "torch" if fmt == "pytorch" else fmt
-    if fmt not in FORMATS:
-        raise InputError("format", f"expected one of {list(FORMATS)}, got {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise InputError("format", f"expected one of {list(EXPORT_FORMATS)}, got {fmt!r}")
+    if fmt == "onnx-int8" and spec.search_space == "eemobilenetv3":
+        raise InputError("format", "onnx-int8 is for single-exit architectures; early-exit nets export as onnx or "
+                         "torch", hint="export --format onnx and quantise it with onnxruntime.quantization yourself")
     if n_epochs and not prepare:
         raise InputError("n_epochs", "fine-tuning needs a dataset to prepare the network on")
     space = get_search_space(spec.search_space, **spec.search_space_kwargs())
@@ -125,10 +138,48 @@ def _single_exit(cfg: dict[str, Any], spec: JobSpec, net_sn: nn.Module, fmt: str
             raise InputError("config", f"preparing the subnet failed: {e}") from None
     shown = measured if measured is not None else {k: float(v) for k, v in (metrics or {}).items()
                                                    if isinstance(v, int | float) and not isinstance(v, bool)}
-    info = export_subnet(backbone, net_sn, fmt, out, net=prepared, metrics=shown,
-                         metadata=onnx_metadata(backbone, artefact, shown), artefact=artefact)
+    props = onnx_metadata(backbone, artefact, shown)
+    if fmt == "onnx-int8":
+        info = _int8(backbone, spec, net_sn, out, prepared, shown, props)
+    else:
+        info = export_subnet(backbone, net_sn, fmt, out, net=prepared, metrics=shown, metadata=props,
+                             artefact=artefact)
     if measured is not None:
         info["metrics"] = measured
+    return info
+
+
+def _int8(backbone: dict[str, Any], spec: JobSpec, net_sn: nn.Module, out: Path, prepared: nn.Module | None,
+          shown: Mapping[str, float], props: dict[str, str]) -> dict[str, Any]:
+    """fp32 ONNX (checked in ORT), quantised with calibration images of the job's dataset; both measured."""
+    r = int(backbone["r"])
+    ds = spec.dataset
+    data = load_dataset(ds.name, ds.root, ds.vld_size)
+    calib = [x.numpy() for x, _ in data.train.batches(r, 16, shuffle=True, limit=CALIBRATION_IMAGES,
+                                                       generator=torch.Generator().manual_seed(spec.seed))]
+    path = Path(out).expanduser()
+    fp32 = temp_beside(path)
+    try:
+        info = export_subnet(backbone, net_sn, "onnx", fp32, net=prepared, metrics=shown, metadata=props)
+        quant = quantize_onnx_int8(fp32, path, calib)
+        valid = [(x.numpy(), y.numpy()) for x, y in data.valid.batches(r, 100)]
+        top1_fp32, pred_fp32 = onnx_top1(fp32, valid)
+        top1_int8, pred_int8 = onnx_top1(path, valid)
+        quant.update({
+            "top1_fp32": top1_fp32, "top1_int8": top1_int8,
+            "agreement": float((pred_fp32 == pred_int8).mean() * 100.0), "validation_images": int(len(pred_fp32)),
+            "latency_ms_fp32": ort_latency_ms(fp32, r, runs=LATENCY_RUNS),
+            "latency_ms_int8": ort_latency_ms(path, r, runs=LATENCY_RUNS),
+            "latency": {"runtime": "onnxruntime CPUExecutionProvider", "batch": 1, "threads": 1,
+                        "runs": LATENCY_RUNS, "statistic": "median"},
+            "fp32_bytes": fp32.stat().st_size, "int8_bytes": path.stat().st_size,
+        })
+    finally:
+        if fp32.exists():
+            os.unlink(fp32)
+    set_onnx_metadata(path, {**props, "msunas.precision": json.dumps("int8"),
+                             "msunas.quantization": json.dumps(quant)})
+    info.update({"format": "onnx-int8", "path": str(path), "quantization": quant})
     return info
 
 

@@ -152,3 +152,12 @@ def test_b_mode_export_needs_thresholds(
     assert run_cli([*base, "--out", str(tmp_path / "b.onnx"), "--thresholds", "0.9,0.8"]) == 0
     _, meta = onnx_outputs(tmp_path / "b.onnx", np.zeros((1, 3, 32, 32), np.float32))
     assert meta["thresholds"] == [0.9, 0.8] and meta["exit_outputs"] == ["logits_s1", "logits_s3", "logits"]
+
+
+def test_early_exit_nets_refuse_int8(supernet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "b": [1, 0, 1, 0]}
+    rc = run_cli(["export", "--config", json.dumps(cfg), "--supernet", str(supernet_path), "--dataset", "digits",
+                  "--format", "onnx-int8", "--thresholds", "0.9,0.8", "--out", str(tmp_path / "b.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("msunas: error: format: onnx-int8 is for single-exit") and err.count("\n") == 1
+    assert not (tmp_path / "b.onnx").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
@@ -62,6 +63,13 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         res = a["config"]["r"]
         (logits,) = sess.run(None, {"input": np.zeros((2, 3, res, res), np.float32)})
         assert logits.shape == (2, 1000)  # the oracle job's task is ImageNet's
+        r = c.get(f"/jobs/{jid}/archs/{a['id']}/export", params={"format": "onnx-int8"}, headers=h)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/onnx", r.text
+        assert r.headers["content-disposition"].endswith('.onnx"')
+        model = onnx.load_from_string(r.content)  # quantised, calibrated on the job's dataset (digits), measured
+        assert "QuantizeLinear" in {n.op_type for n in model.graph.node}
+        q = json.loads({p.key: p.value for p in model.metadata_props}["msunas.quantization"])
+        assert {"top1_fp32", "top1_int8", "latency_ms_fp32", "latency_ms_int8"} <= set(q)
         _problem_field = c.get(f"/jobs/{jid}/archs/{a['id']}/export", params={"format": "tflite"}, headers=h)
         assert _problem_field.status_code == 422 and _problem_field.json()["field"] == "format"
         r = c.post(f"/jobs/{jid}/select", json={"n": 2, "prefer": "trade-off"}, headers=h)
