@@ -94,8 +94,9 @@ def main() -> None:
            "ok": all(c["ratio"] <= 1.5 for c in cases)}
     Path(a.out).write_text(json.dumps(res, indent=1))
     for c in cases:
-        print(f"busy={c['busy_processes']}: unset {c['median_s']['unset']:.1f} s, pinned {c['median_s']['pinned']:.1f} s,"
-              f" ratio {c['ratio']:.2f}")
+        med = c["median_s"]
+        print(f"busy={c['busy_processes']}: unset {med['unset']:.1f} s, pinned {med['pinned']:.1f} s,",
+              f"ratio {c['ratio']:.2f}")
     print("ok" if res["ok"] else "ratio above 1.5")
 
 
