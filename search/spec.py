@@ -287,7 +287,7 @@ class JobSpec(_Strict):
     """One search: space, data, evaluator, objectives, constraints, surrogate and budget."""
 
     search_space: Literal["mobilenetv3", "eemobilenetv3"] = "mobilenetv3"
-    width_mult: float = Field(default=1.0, json_schema_extra={"enum": [1.0, 1.2]}, description="1.0 or 1.2")
+    width_mult: float = Field(default=1.0, ge=1.0, le=1.2, description="1.0 or 1.2")
     resolution: tuple[Annotated[int, Field(ge=32, le=512)], Annotated[int, Field(ge=32, le=512)]] = (192, 256)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     supernet: SupernetSpec = Field(default_factory=SupernetSpec)
@@ -295,7 +295,7 @@ class JobSpec(_Strict):
     objectives: list[str] = Field(
         default_factory=lambda: ["top1_err", "macs"], min_length=1, max_length=2,
         json_schema_extra={"prefixItems": [{"type": "string", "enum": list(FIRST_OBJECTIVES)},
-                                           {"type": "string", "enum": list(SECOND_OBJECTIVES)}], "items": False,
+                                           {"type": "string", "enum": list(SECOND_OBJECTIVES)}],
                            "uniqueItems": True},
     )
     latency_table: str | None = None

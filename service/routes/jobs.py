@@ -23,14 +23,10 @@ def _cache(request: Request) -> SummaryCache:
     return cache
 
 
-JOB_SPEC_REF = {"$ref": "#/components/schemas/JobSpec"}  # the same spec as YAML (service.middleware.StructuredBody)
-
-
 @router.post("", status_code=202, response_model=JobDetail, responses={
     **problem_responses(*AUTH, 409, 413, 429),
     202: {"headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}},
-          "links": links("$response.body#/id", None, *JOB_LINKS)}},
-    openapi_extra={"requestBody": {"content": {"application/yaml": {"schema": JOB_SPEC_REF}}}})
+          "links": links("$response.body#/id", None, *JOB_LINKS)}})
 def submit(
     spec: JobSpec,
     response: Response,

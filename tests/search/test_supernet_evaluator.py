@@ -97,7 +97,9 @@ def test_nan_loss_is_a_failed_result(digits) -> None:  # type: ignore[no-untyped
 
 
 def test_diverging_lr_is_a_failed_result(digits, supernet) -> None:  # type: ignore[no-untyped-def]
-    r = SupernetEvaluator(_job(lr=1e30, train_images=160), supernet=supernet, data=digits).evaluate(_config(0))
+    job = _job(train_images=160)  # an lr far beyond the spec's bound (10), set past validation: the loss diverges
+    job = job.model_copy(update={"evaluator": job.evaluator.model_copy(update={"lr": 1e30})})
+    r = SupernetEvaluator(job, supernet=supernet, data=digits).evaluate(_config(0))
     assert r.status == "failed" and ("loss is" in (r.error or "") or "non-finite" in (r.error or "")), r.error
 
 
