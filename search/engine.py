@@ -56,7 +56,7 @@ from early_exit.objectives import ExitRateSurrogate
 from search.evaluator import EvalResult
 from search.hv import hv2d_gains, hv_cnas, hypervolume, non_dominated, normalise, rank_order
 from search.objectives import COST_KEYS, Objectives
-from search.spec import EarlyExitSpec, JobSpec, load_spec
+from search.spec import EarlyExitSpec, JobSpec, MsunasEngineSpec, load_spec
 from search.surrogate import Surrogate, rank_stats
 from supernets import codec, get_search_space
 from supernets.errors import InputError
@@ -224,7 +224,8 @@ class Engine:
         self.space = get_search_space(self.spec.search_space, **self.spec.search_space_kwargs())
         self.objectives = Objectives(self.spec)
         self._resolutions: list[int] = list(cast(Any, self.space).resolutions)
-        self.opts = self.spec.engine
+        # other kinds subclass Engine or implement its ask/tell/state contract with their own spec class
+        self.opts = cast(MsunasEngineSpec, self.spec.engine)
         self.rng = np.random.default_rng(self.spec.seed)
         self.iteration = 0
         self.archive: list[dict[str, Any]] = []
@@ -630,7 +631,7 @@ class Engine:
         t0 = time.perf_counter()
         sur: dict[str, Any] = {}  # metric -> fitted model with predict(genomes)
         y = np.array([100.0 - r["metrics"]["top1"] for r in ok])
-        sur["top1_err"] = Surrogate(self.spec.predictor, self.space, self.opts.encoding, seed).fit(X, y)
+        sur["top1_err"] = Surrogate(self.spec.predictor_spec().name, self.space, self.opts.encoding, seed).fit(X, y)
         extra_info: dict[str, Any] = {}
         for m in self.objectives.needs_metric_prediction():
             if m == "avg_macs" and self.spec.search_space == "eemobilenetv3":
@@ -639,14 +640,14 @@ class Engine:
                     sur[m], extra_info[m] = ers
                     continue
             ym = np.array([r["metrics"][m] for r in ok])
-            sur[m] = Surrogate(self.spec.predictor, self.space, self.opts.encoding, seed).fit(X, ym)
+            sur[m] = Surrogate(self.spec.predictor_spec().name, self.space, self.opts.encoding, seed).fit(X, ym)
         t_fit = time.perf_counter() - t0
         t0, c0 = time.perf_counter(), time.process_time()
         cv_rng = np.random.default_rng(seed)
         cv = sur["top1_err"].cross_validate(X, y, self.opts.cv_folds, cv_rng)
         t_cv, c_cv = time.perf_counter() - t0, time.process_time() - c0
         info = {
-            "model": self.spec.predictor,
+            "model": self.spec.predictor_spec().name,
             "winner": sur["top1_err"].winner,
             "encoding": self.opts.encoding,
             "n_train": len(ok),

@@ -231,11 +231,38 @@ class PenaltySpec(_Strict):
         return v
 
 
-class EngineSpec(_Strict):
-    """Knobs of the MSuNAS engine (defaults are the benchmarked choice, see docs/search.md).
+PREDICTORS = ("as", "rbf", "gp", "mlp", "carts", "bilinear")
 
-    ``kind`` names the engine (``search.engine.ENGINE_KINDS``): ``msunas`` is the surrogate-assisted NSGA-II loop.
-    """
+
+class PredictorSpec(_Strict):
+    """The surrogate, in its long form (``predictor: rbf`` is ``predictor: {name: rbf}``)."""
+
+    name: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"
+    variant: Literal["ours", "cnas"] = Field(
+        default="ours", description="ours, or cnas: CNAS's own definition of this predictor (docs/fidelity.md)"
+    )
+    fit: Literal["archive", "contributions"] = Field(
+        default="archive", description="bilinear: fit on the evaluated archive, or on a table of measured "
+        "accuracy contributions (`msunas predictor contributions`, BINAS)",
+    )
+    table: str | None = Field(default=None, max_length=4096, description="the contributions table (fit: contributions)")
+
+
+class _EngineCommon(_Strict):
+    """Knobs every engine kind shares: the initial design and the hypervolume it reports and stops on."""
+
+    doe: Literal["ours", "cnas"] = Field(
+        default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
+        "initialize) or cnas (CNAS@HEAD's search_space.sample with numpy seeded by the job's seed)",
+    )
+    ref_point: list[Annotated[float, Field(ge=-1e15, le=1e15)]] | None = Field(
+        default=None, description="HV reference point in objective units; default 100 % error, f2 of the largest net"
+    )
+    hv_tol: float = Field(default=1e-9, ge=0, le=1, description="HV gain below this counts as no gain (patience)")
+
+
+class MsunasEngineSpec(_EngineCommon):
+    """The MSuNAS engine: surrogate-assisted NSGA-II (defaults are the benchmarked choice, see docs/search.md)."""
 
     kind: Literal["msunas"] = "msunas"
     pop_size: int = Field(default=40, ge=4, le=500, description="inner NSGA-II population on the surrogate")
@@ -250,15 +277,12 @@ class EngineSpec(_Strict):
         default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front; cnas: "
         "CNAS's subset GA over the inner search's final population (even spread of f2)"
     )
-    doe: Literal["ours", "cnas"] = Field(
-        default="ours", description="initial design: ours (smallest, largest, then uniform samples; MSuNAS's "
-        "initialize) or cnas (CNAS@HEAD's search_space.sample with numpy seeded by the job's seed)",
-    )
     cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")
-    ref_point: list[Annotated[float, Field(ge=-1e15, le=1e15)]] | None = Field(
-        default=None, description="HV reference point in objective units; default 100 % error, f2 of the largest net"
-    )
-    hv_tol: float = Field(default=1e-9, ge=0, le=1, description="HV gain below this counts as no gain (patience)")
+
+
+#: ``engine``: one spec class per engine kind (``search.engine.ENGINE_KINDS`` maps the kind to its class).
+#: A new kind adds its ``*EngineSpec(_EngineCommon)`` with ``kind: Literal[...]`` to this union.
+EngineSpec = Annotated[MsunasEngineSpec, Field(discriminator="kind")]
 
 
 #: Every spec field that names a file or folder on the machine that runs the search (dotted, as errors name
@@ -266,6 +290,7 @@ class EngineSpec(_Strict):
 #: tests/search/test_spec_bounds.py fails when a path-like field of the schema is missing here.
 PATH_FIELDS: tuple[str, ...] = (
     "dataset.root", "supernet.path", "evaluator.path", "latency_table", "robustness.corruptions.cifar_c_root",
+    "predictor.table",
 )
 
 
@@ -309,7 +334,9 @@ class JobSpec(_Strict):
     )
     penalty: PenaltySpec = Field(default_factory=PenaltySpec)
     early_exit: EarlyExitSpec | None = None
-    predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] = "as"
+    predictor: Literal["as", "rbf", "gp", "mlp", "carts", "bilinear"] | PredictorSpec = Field(
+        default="as", description="the surrogate's name, or {name, variant, fit, table} (PredictorSpec)"
+    )
     optimizer: Literal["nsga2", "milp"] = Field(
         default="nsga2",
         description="inner optimiser on the surrogate: NSGA-II, or the exact MILP (needs predictor bilinear and"
@@ -327,7 +354,15 @@ class JobSpec(_Strict):
         default="msunas", description="run folder: msunas (ours) or cnas (also CNAS's iter_K/net_i/net_i.subnet|stats"
         " with top1 the error and millions at the top level, compact configs and CNAS's hv in iter_K.stats)",
     )
-    engine: EngineSpec = Field(default_factory=EngineSpec)
+    engine: EngineSpec = Field(default_factory=MsunasEngineSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_kind(cls, data: Any) -> Any:
+        """``engine`` without ``kind`` is the default kind (msunas), as before kinds existed."""
+        if isinstance(data, dict) and isinstance(data.get("engine"), dict) and "kind" not in data["engine"]:
+            data = {**data, "engine": {**data["engine"], "kind": "msunas"}}
+        return data
 
     @field_validator("width_mult")
     @classmethod
@@ -385,8 +420,16 @@ class JobSpec(_Strict):
             raise InputError("engine.doe", "doe: cnas is CNAS's mobilenetv3 sampler (use ours for eemobilenetv3)")
         if self.early_exit is not None and self.search_space != "eemobilenetv3":
             raise InputError("early_exit", "early-exit options need search_space eemobilenetv3")
+        ps = self.predictor_spec()
+        if ps.variant == "cnas" and ps.name == "bilinear":
+            raise InputError("predictor.variant", "CNAS has no bilinear predictor (cnas: as, rbf, gp, mlp, carts)")
+        if ps.fit == "contributions" and ps.name != "bilinear":
+            raise InputError("predictor.fit", "fit: contributions is the bilinear predictor's (name: bilinear)")
+        if (ps.fit == "contributions") != (ps.table is not None):
+            raise InputError("predictor.table", "fit: contributions needs table: (a `msunas predictor contributions`"
+                             " output), and table is only read by fit: contributions")
         if self.optimizer == "milp":
-            if self.predictor != "bilinear":
+            if self.predictor_spec().name != "bilinear":
                 raise InputError("optimizer",
                                  "milp needs predictor: bilinear (its accuracy model is linear in choices)")
             if self.search_space != "mobilenetv3":
@@ -403,6 +446,11 @@ class JobSpec(_Strict):
                     f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
                 )
         return self
+
+    def predictor_spec(self) -> PredictorSpec:
+        """``predictor`` in its long form."""
+        p = self.predictor
+        return p if isinstance(p, PredictorSpec) else PredictorSpec(name=p)
 
     def search_space_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`supernets.get_search_space` for this job."""
