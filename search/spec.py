@@ -280,9 +280,25 @@ class MsunasEngineSpec(_EngineCommon):
     cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")
 
 
+class BotorchEngineSpec(_EngineCommon):
+    """Bayesian multi-objective optimisation with BoTorch (``search/engine_botorch.py``; docs/search.md)."""
+
+    kind: Literal["botorch"] = "botorch"
+    acquisition: Literal["qnehvi", "qnparego"] = Field(
+        default="qnehvi", description="qnehvi: batch noisy expected HV improvement; qnparego: random Chebyshev "
+        "scalarisation per pick (noisy expected improvement)",
+    )
+    pool_size: int = Field(default=1000, ge=50, le=20_000, description="candidate designs the acquisition ranks")
+    fit_maxiter: int = Field(default=100, ge=10, le=10_000, description="L-BFGS-B steps of the GP's marginal "
+                             "likelihood fit")
+    mc_samples: int = Field(default=32, ge=8, le=1024, description="quasi-MC samples of the acquisition")
+    pop_size: int = Field(default=40, ge=4, le=500, description="NSGA-II population on the GP mean (the pool)")
+    n_gen: int = Field(default=20, ge=1, le=200, description="NSGA-II generations on the GP mean (the pool)")
+
+
 #: ``engine``: one spec class per engine kind (``search.engine.ENGINE_KINDS`` maps the kind to its class).
 #: A new kind adds its ``*EngineSpec(_EngineCommon)`` with ``kind: Literal[...]`` to this union.
-EngineSpec = Annotated[MsunasEngineSpec, Field(discriminator="kind")]
+EngineSpec = Annotated[MsunasEngineSpec | BotorchEngineSpec, Field(discriminator="kind")]
 
 
 #: Every spec field that names a file or folder on the machine that runs the search (dotted, as errors name
