@@ -423,6 +423,9 @@ class JobSpec(_Strict):
         ps = self.predictor_spec()
         if ps.variant == "cnas" and ps.name == "bilinear":
             raise InputError("predictor.variant", "CNAS has no bilinear predictor (cnas: as, rbf, gp, mlp, carts)")
+        if ps.variant == "cnas" and self.n_doe <= self._n_var():
+            raise InputError("predictor.variant", f"CNAS fits its predictors on more points than genes (cnas.py "
+                             f"_fit_first_predictor): n_doe must be > {self._n_var()} for this search space")
         if ps.fit == "contributions" and ps.name != "bilinear":
             raise InputError("predictor.fit", "fit: contributions is the bilinear predictor's (name: bilinear)")
         if (ps.fit == "contributions") != (ps.table is not None):
@@ -446,6 +449,13 @@ class JobSpec(_Strict):
                     f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
                 )
         return self
+
+    def _n_var(self) -> int:
+        """Genes per genome of this job's search space."""
+        import early_exit  # noqa: F401  (registers eemobilenetv3)
+        from supernets import get_search_space
+
+        return int(get_search_space(self.search_space, **self.search_space_kwargs()).n_var)
 
     def predictor_spec(self) -> PredictorSpec:
         """``predictor`` in its long form."""
