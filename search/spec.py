@@ -196,6 +196,15 @@ class EarlyExitSpec(_Strict):
         "nachos (one common epsilon, then NACHOS's repair lowering thresholds exit by exit under top1_min)",
     )
     top1_min: float = Field(default=0.0, ge=0, le=100, description="calibration nachos: NACHOS's top1min (%)")
+    training: Literal["joint", "nachos"] = Field(
+        default="joint", description="exits' training: joint (weighted cross-entropy of every exit) or nachos "
+        "(NACHOS's cost-aware training: plus a gate prior and the exits' expected MACs, with gradient; "
+        "docs/fidelity.md)",
+    )
+    cost_weight: float = Field(default=1.0, ge=0, le=1000, description="training nachos: weight of the expected-MACs "
+                               "term (NACHOS's w_beta)")
+    gate_prior: float = Field(default=1e-3, ge=0, le=1000, description="training nachos: weight of the gates' BCE "
+                              "prior (NACHOS's beta)")
 
     @field_validator("t_values", "calib_grid")
     @classmethod
