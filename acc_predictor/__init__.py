@@ -2,8 +2,9 @@
 
 Names: ``rbf`` (cubic RBF + linear tail), ``gp`` (Gaussian process), ``mlp`` (small torch MLP ensemble),
 ``carts`` (bagged regression trees), ``as`` (adaptive switching), ``bilinear`` (BINAS estimator),
-``quadratic`` (BINAS quadratic estimator). Every predictor takes ``search_space=None``; ``fit``/``predict``
-accept integer genomes ``(N, n_var)``, and config dicts when ``search_space`` is given.
+``quadratic`` (BINAS quadratic estimator); ``variant="cnas"`` builds CNAS@HEAD's own definition of ``rbf``, ``gp``,
+``mlp``, ``carts`` or ``as`` (:mod:`acc_predictor.cnas`). Every predictor takes ``search_space=None``;
+``fit``/``predict`` accept integer genomes ``(N, n_var)``, and config dicts when ``search_space`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from acc_predictor.adaptive import AdaptiveSwitching
 from acc_predictor.base import GenomePredictor
 from acc_predictor.bilinear import BilinearPredictor, QuadraticPredictor, format_contributions
 from acc_predictor.carts import CartsPredictor
+from acc_predictor.cnas import CNAS_NAMES, get_cnas_predictor
 from acc_predictor.gp import GPPredictor
 from acc_predictor.mlp import MLPPredictor
 from acc_predictor.rbf import RBFPredictor
@@ -46,8 +48,13 @@ def predictor_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_predictor(name: str, **kw: Any) -> GenomePredictor:
-    """A new unfitted predictor ``name`` with hyperparameters ``kw`` (``ValueError`` for unknown names/options)."""
+def get_predictor(name: str, variant: str = "ours", **kw: Any) -> GenomePredictor:
+    """A new unfitted predictor ``name`` with hyperparameters ``kw`` (``ValueError`` for unknown names/options);
+    ``variant="cnas"``: CNAS's definition of it."""
+    if variant == "cnas":
+        return get_cnas_predictor(name, **kw)
+    if variant != "ours":
+        raise InputError("predictor.variant", f"expected 'ours' or 'cnas', got {variant!r}")
     if name not in _REGISTRY:
         raise InputError("predictor", f"{name!r} is not one of {predictor_names()}")
     try:
@@ -57,7 +64,8 @@ def get_predictor(name: str, **kw: Any) -> GenomePredictor:
 
 
 __all__ = [
-    "AdaptiveSwitching", "BilinearPredictor", "CartsPredictor", "GPPredictor", "GenomePredictor", "MLPPredictor",
+    "CNAS_NAMES", "AdaptiveSwitching", "BilinearPredictor",
+    "CartsPredictor", "GPPredictor", "GenomePredictor", "MLPPredictor",
     "QuadraticPredictor", "RBFPredictor", "format_contributions", "get_predictor", "predictor_names",
     "register_predictor",
 ]

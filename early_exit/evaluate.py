@@ -21,6 +21,7 @@ import torch
 
 from early_exit import metrics as eem
 from early_exit.metrics import check_rule
+from early_exit.nachos import TRAININGS, CostAware, cost_aware_loss
 from early_exit.network import (
     DEFAULT_HEAD_WIDTH,
     N_EARLY_EXITS,
@@ -62,10 +63,15 @@ class EarlyExitSettings:
     head: str = "ours"
     calibration: str = "exhaustive"
     top1_min: float = 0.0
+    training: str = "joint"
+    cost_weight: float = 1.0
+    gate_prior: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.calibration not in ("exhaustive", "nachos"):
             raise ValueError(f"calibration: expected exhaustive or nachos, got {self.calibration!r}")
+        if self.training not in TRAININGS:
+            raise InputError("training", f"expected one of {list(TRAININGS)}, got {self.training!r}")
         check_rule(self.exit_rule)
         check_head(self.head)
         if len(self.loss_weights) != N_EARLY_EXITS + 1:
@@ -76,6 +82,18 @@ class EarlyExitSettings:
             )
         if any(w < 0 for w in self.loss_weights):
             raise InputError("loss_weights", f"expected non-negative weights, got {list(self.loss_weights)}")
+
+
+def training_loss(config: Mapping[str, Any], settings: EarlyExitSettings) -> Any:
+    """The loss ``train_joint`` uses for ``config``: ``None`` (our joint loss) or NACHOS's cost-aware one
+    (``training: nachos``: exit MACs of the config, the avg_macs budget, the exit rule)."""
+    if settings.training != "nachos":
+        return None
+    macs = exit_macs(config, n_classes=settings.n_classes, width_mult=settings.width_mult,
+                     head_width=settings.head_width, head=settings.head)
+    ca = CostAware(tuple(float(m) for m in macs), settings.cost_weight, settings.gate_prior, settings.max_avg_macs,
+                   settings.exit_rule)
+    return cost_aware_loss(ca)
 
 
 def present_loss_weights(config: Mapping[str, Any], loss_weights: Sequence[float]) -> list[float]:
@@ -129,6 +147,7 @@ def evaluate_early_exit(
             loss_weights=weights,
             device=settings.device,
             max_steps=settings.max_steps,
+            loss_fn=training_loss(config, settings),
         )
     probs, labels = predict_exits(net, valid, device=settings.device)
     out = score_exits(config, probs, labels, settings)

@@ -464,8 +464,12 @@ def train_joint(
     device: str | torch.device = "cpu",
     max_steps: int | None = None,
     steps_per_epoch: int | None = None,
+    loss_fn: Callable[[Sequence[torch.Tensor], torch.Tensor, Sequence[float] | None], torch.Tensor] | None = None,
 ) -> list[float]:
     """Train backbone and exits together (SGD, Nesterov momentum, cosine LR per step); mean loss per epoch.
+
+    ``loss_fn(logits, target, loss_weights)``: the loss (default :func:`joint_loss`; NACHOS's cost-aware one is
+    :func:`early_exit.nachos.cost_aware_loss`).
 
     ``loader`` is a re-iterable of batches or a callable returning each epoch's batches (fresh shuffles);
     ``steps_per_epoch`` sizes the cosine schedule when ``len(loader)`` is unknown. ``loss_weights`` weighs the
@@ -492,7 +496,7 @@ def train_joint(
             if max_steps is not None and step >= max_steps:
                 break
             x, y = x.to(device), y.to(device)
-            loss = joint_loss(net(x), y, loss_weights)
+            loss = (loss_fn or joint_loss)(net(x), y, loss_weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train_joint: non-finite loss {float(loss)} at step {step}")
             opt.zero_grad(set_to_none=True)

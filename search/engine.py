@@ -630,8 +630,9 @@ class Engine:
         self._seed_globals(seed)
         t0 = time.perf_counter()
         sur: dict[str, Any] = {}  # metric -> fitted model with predict(genomes)
+        ps = self.spec.predictor_spec()
         y = np.array([100.0 - r["metrics"]["top1"] for r in ok])
-        sur["top1_err"] = Surrogate(self.spec.predictor_spec().name, self.space, self.opts.encoding, seed).fit(X, y)
+        sur["top1_err"] = Surrogate(ps.name, self.space, self.opts.encoding, seed, ps.variant).fit(X, y)
         extra_info: dict[str, Any] = {}
         for m in self.objectives.needs_metric_prediction():
             if m == "avg_macs" and self.spec.search_space == "eemobilenetv3":
@@ -640,14 +641,15 @@ class Engine:
                     sur[m], extra_info[m] = ers
                     continue
             ym = np.array([r["metrics"][m] for r in ok])
-            sur[m] = Surrogate(self.spec.predictor_spec().name, self.space, self.opts.encoding, seed).fit(X, ym)
+            sur[m] = Surrogate(ps.name, self.space, self.opts.encoding, seed, ps.variant).fit(X, ym)
         t_fit = time.perf_counter() - t0
         t0, c0 = time.perf_counter(), time.process_time()
         cv_rng = np.random.default_rng(seed)
         cv = sur["top1_err"].cross_validate(X, y, self.opts.cv_folds, cv_rng)
         t_cv, c_cv = time.perf_counter() - t0, time.process_time() - c0
         info = {
-            "model": self.spec.predictor_spec().name,
+            "model": ps.name,
+            "variant": ps.variant,
             "winner": sur["top1_err"].winner,
             "encoding": self.opts.encoding,
             "n_train": len(ok),

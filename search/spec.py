@@ -196,6 +196,15 @@ class EarlyExitSpec(_Strict):
         "nachos (one common epsilon, then NACHOS's repair lowering thresholds exit by exit under top1_min)",
     )
     top1_min: float = Field(default=0.0, ge=0, le=100, description="calibration nachos: NACHOS's top1min (%)")
+    training: Literal["joint", "nachos"] = Field(
+        default="joint", description="exits' training: joint (weighted cross-entropy of every exit) or nachos "
+        "(NACHOS's cost-aware training: plus a gate prior and the exits' expected MACs, with gradient; "
+        "docs/fidelity.md)",
+    )
+    cost_weight: float = Field(default=1.0, ge=0, le=1000, description="training nachos: weight of the expected-MACs "
+                               "term (NACHOS's w_beta)")
+    gate_prior: float = Field(default=1e-3, ge=0, le=1000, description="training nachos: weight of the gates' BCE "
+                              "prior (NACHOS's beta)")
 
     @field_validator("t_values", "calib_grid")
     @classmethod
@@ -439,6 +448,9 @@ class JobSpec(_Strict):
         ps = self.predictor_spec()
         if ps.variant == "cnas" and ps.name == "bilinear":
             raise InputError("predictor.variant", "CNAS has no bilinear predictor (cnas: as, rbf, gp, mlp, carts)")
+        if ps.variant == "cnas" and self.n_doe <= self._n_var():
+            raise InputError("predictor.variant", f"CNAS fits its predictors on more points than genes (cnas.py "
+                             f"_fit_first_predictor): n_doe must be > {self._n_var()} for this search space")
         if ps.fit == "contributions" and ps.name != "bilinear":
             raise InputError("predictor.fit", "fit: contributions is the bilinear predictor's (name: bilinear)")
         if (ps.fit == "contributions") != (ps.table is not None):
@@ -462,6 +474,13 @@ class JobSpec(_Strict):
                     f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
                 )
         return self
+
+    def _n_var(self) -> int:
+        """Genes per genome of this job's search space."""
+        import early_exit  # noqa: F401  (registers eemobilenetv3)
+        from supernets import get_search_space
+
+        return int(get_search_space(self.search_space, **self.search_space_kwargs()).n_var)
 
     def predictor_spec(self) -> PredictorSpec:
         """``predictor`` in its long form."""

@@ -4,6 +4,13 @@ The run folder (``msunas search --out DIR``) is shown as job 1 through the route
 (``/jobs``, ``/jobs/1``, its iterations, archive, architectures, selection and export), answered from the files,
 so a search can be watched while it runs and mined afterwards. Nothing is written; the server listens on
 127.0.0.1 by default.
+
+A CNAS run folder (no ``spec.json``; CNAS's ``iter_K.stats`` and its nets' ``iter_K/net_i.*`` (MSuNAS layout) or
+``iter_K/net_i/net_i.*`` (CNAS@HEAD layout)) is shown too, read by ``search.io``'s CNAS readers: the nets' own
+params/MACs/activations, exact costs (``--width``, ``--n-classes``) where a net recorded none, and a spec inferred
+from the files (:func:`cnas_spec`: the second objective is the net metric the archive's f2 matches, the
+resolution range the configs span). CNAS writes no end marker: its folder shows as finished at its last
+iteration, and a job warning says the spec is inferred.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from search.export import MEDIA_TYPES, export_architecture
-from search.io import iteration_of, read_stats, records_from_stats
+from search.io import add_exact_costs, iteration_of, read_stats, records_from_stats
 from search.objectives import constraint_lines
 from search.runner import n_feasible
 from search.select import select_records
@@ -49,13 +57,21 @@ JOB_ID = 1
 class RunFolder:
     """The files of one run folder, read fresh on each request (a running search keeps writing them)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, width: float = 1.0, n_classes: int = 10) -> None:
         self.root = root
-        if not (root / "spec.json").is_file() or not list(root.glob("iter_*.stats")):
-            raise InputError("DIR", f"{root} is not a run folder with iterations (spec.json, iter_K.stats)",
-                             hint="give the --out folder of `msunas search`")
+        self.width, self.n_classes = width, n_classes
+        has_stats = bool(list(root.glob("iter_*.stats")))
+        self.cnas = has_stats and not (root / "spec.json").is_file() and "engine" not in read_stats(root)
+        if not has_stats or not (self.cnas or (root / "spec.json").is_file()):
+            raise InputError("DIR", f"{root} is not a run folder with iterations (spec.json, iter_K.stats; or "
+                             "CNAS's iter_K.stats)",
+                             hint="give the --out folder of `msunas search` or a CNAS run folder")
+        if self.cnas:
+            self.spec()  # refuse what the viewer cannot show now, not on the first request
 
     def spec(self) -> JobSpec:
+        if self.cnas:
+            return cnas_spec(self.latest(), self._records(), self.width, self.n_classes)
         return load_spec(json.loads((self.root / "spec.json").read_text()))
 
     def artefact(self) -> dict[str, Any]:
@@ -68,16 +84,61 @@ class RunFolder:
     def stats_files(self) -> list[Path]:
         return sorted(self.root.glob("iter_*.stats"), key=iteration_of)
 
+    def _records(self) -> list[dict[str, Any]]:
+        recs = records_from_stats(self.latest())
+        if self.cnas:  # costs a net did not record (or a bare stats file): the exact model, as `msunas select`
+            add_exact_costs(recs, self.width, self.n_classes)
+        return recs
+
+    def progress(self) -> tuple[int, bool, list[dict[str, Any]]]:
+        """Latest iteration, whether the run finished, and the HV history."""
+        doc = self.latest()
+        if self.cnas:
+            history = []
+            for p in self.stats_files():
+                d = json.loads(p.read_text())
+                history.append({"iteration": iteration_of(p), "hv": d.get("hv"), "n_archive": len(d["archive"])})
+            return iteration_of(doc["_path"]), True, history
+        eng = doc.get("engine") or {}
+        finished = bool(eng.get("stopped")) or (
+            not eng.get("pending") and int(eng.get("iteration", 0)) > self.spec().iterations
+        )
+        return int(doc.get("iteration", 0)), finished, list(eng.get("history") or [])
+
     def records(self) -> list[dict[str, Any]]:
         art = self.artefact()
         out = []
-        for i, r in enumerate(records_from_stats(self.latest())):
+        for i, r in enumerate(self._records()):
             cfg = r["config"]
             out.append({"id": i + 1, "config": cfg, "key": r.get("key"), "iteration": r.get("iteration") or 0,
                         "status": r.get("status", "ok"), "feasible": r.get("feasible"), "metrics": r.get("metrics"),
                         "objectives": r.get("objectives"), "error": r.get("error"),
                         "artefact": {**art, "resolution": cfg.get("r")}})
         return out
+
+
+SECOND_OBJECTIVES = (("params", 1e6), ("macs", 1e6), ("activations", 1e6), ("tiny_ml", 1.0), ("avg_macs", 1e6))
+"""CNAS's second objectives and the unit factor of each in our metrics (CNAS writes millions)."""
+
+
+def cnas_spec(doc: dict[str, Any], records: list[dict[str, Any]], width: float, n_classes: int) -> JobSpec:
+    """The spec a CNAS run folder implies: ``top1_err`` (``top1_robust`` for FlatNAS rows) against the metric the
+    archive's f2 matches best (median relative gap over the nets), the resolution range of its configs."""
+    if any("t" in r["config"] or "b" in r["config"] for r in records):
+        raise InputError("DIR", "an early-exit CNAS run folder (configs with t/b) is not shown by the viewer yet",
+                         hint="use `msunas select DIR` on it")
+    best, gap = "macs", float("inf")
+    for name, unit in SECOND_OBJECTIVES:
+        rel = [abs(r["metrics"][name] / unit - r["metrics"]["f2"]) / max(abs(r["metrics"]["f2"]), 1e-12)
+               for r in records if name in r["metrics"] and "f2" in r["metrics"]]
+        if rel and float(np.median(rel)) < gap:
+            best, gap = name, float(np.median(rel))
+    rs = [int(r["config"]["r"]) for r in records] or [224]
+    first = "top1_robust" if "alpha_norm" in doc else "top1_err"
+    return JobSpec.model_validate({
+        "objectives": [first, best], "resolution": [min(rs), max(rs)], "width_mult": width,
+        "iterations": iteration_of(doc["_path"]), "dataset": {"name": "digits", "n_classes": n_classes},
+    })
 
 
 def _run(request: Request, job_id: int) -> RunFolder:
@@ -88,11 +149,9 @@ def _run(request: Request, job_id: int) -> RunFolder:
 
 
 def _summary(run: RunFolder) -> dict[str, Any]:
-    spec, doc = run.spec(), run.latest()
-    eng = doc.get("engine") or {}
-    history = eng.get("history") or []
+    spec = run.spec()
+    k, finished, history = run.progress()
     records = run.records()
-    finished = bool(eng.get("stopped")) or (not eng.get("pending") and int(eng.get("iteration", 0)) > spec.iterations)
     state = "succeeded" if finished else "running"
     ok = [r for r in records if r["status"] == "ok" and r["feasible"] is not False and r["objectives"]]
     best = {}
@@ -102,10 +161,13 @@ def _summary(run: RunFolder) -> dict[str, Any]:
             best[label] = {"arch_id": r["id"], "objectives": r["objectives"], "metrics": r["metrics"]}
     mtime = max(p.stat().st_mtime for p in run.stats_files())
     stamp = _ts(mtime)
-    k = int(doc.get("iteration", 0))
+    warnings = job_warnings(spec, state, len(records), n_feasible(records))
+    if run.cnas:
+        warnings.append(f"a CNAS run folder: the spec is inferred from its files (objectives {spec.objectives}, "
+                        f"resolution {spec.resolution}, width {spec.width_mult} and {run.n_classes} classes as given)")
     return {
-        "id": JOB_ID, "name": str(run.root), "state": state, "error": None,
-        "warnings": job_warnings(spec, state, len(records), n_feasible(records)),
+        "id": JOB_ID, "name": str(run.root) + (" (CNAS)" if run.cnas else ""), "state": state, "error": None,
+        "warnings": warnings,
         "created_at": stamp, "updated_at": stamp, "finished_at": stamp if finished else None,
         "objectives": list(spec.objectives), "constraints": dict(spec.constraints),
         "constraint_mode": spec.constraint_mode,
@@ -201,6 +263,9 @@ async def export(job_id: JobId, arch_id: ArchId, request: Request,
     """The architecture exported with the run's supernet (as ``msunas export`` would)."""
     run = _run(request, job_id)
     rec = arch(job_id, arch_id, request)
+    if run.cnas:
+        raise InputError("format", "a CNAS run folder records no supernet to export from",
+                         hint="export the config with `msunas export` and a spec naming the supernet")
 
     def build() -> bytes:
         with tempfile.TemporaryDirectory(prefix="msunas-ui-") as d:
@@ -214,10 +279,11 @@ async def export(job_id: JobId, arch_id: ArchId, request: Request,
                     headers={"Content-Disposition": f'attachment; filename="run_arch{arch_id}.{ext}"'})
 
 
-def create_run_app(root: str | Path) -> FastAPI:
-    """The read-only viewer app over the run folder ``root``."""
+def create_run_app(root: str | Path, width: float = 1.0, n_classes: int = 10) -> FastAPI:
+    """The read-only viewer app over the run folder ``root`` (ours or CNAS's; ``width``/``n_classes``: a CNAS
+    folder's, for the exact costs of nets that recorded none)."""
     app = FastAPI(title="msunas ui", description="A run folder, read-only.")
-    app.state.run = RunFolder(Path(root))
+    app.state.run = RunFolder(Path(root), width, n_classes)
     app.add_middleware(RequestId)
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

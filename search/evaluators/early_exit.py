@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from early_exit.evaluate import EarlyExitSettings, present_loss_weights, score_exits
+from early_exit.evaluate import EarlyExitSettings, present_loss_weights, score_exits, training_loss
 from early_exit.network import EarlyExitNet, exits_of, predict_exits, train_joint
 from search.evaluators.supernet import SupernetEvaluator
 from search.spec import EarlyExitSpec
@@ -65,6 +65,9 @@ class EarlyExitEvaluator(SupernetEvaluator):
             head=self.ee.head,
             calibration=self.ee.calibration,
             top1_min=self.ee.top1_min,
+            training=self.ee.training,
+            cost_weight=self.ee.cost_weight,
+            gate_prior=self.ee.gate_prior,
         )
 
     def prepare(self, config: dict[str, Any]) -> tuple[EarlyExitNet, dict[str, float]]:  # type: ignore[override]
@@ -94,6 +97,7 @@ class EarlyExitEvaluator(SupernetEvaluator):
                 loss_weights=present_loss_weights(cfg, self.settings.loss_weights),
                 device=self.device,
                 steps_per_epoch=self.steps_per_epoch(),
+                loss_fn=training_loss(cfg, self.settings),
             )
             metrics["train_loss"] = hist[-1]
         t3 = time.perf_counter()

@@ -76,12 +76,15 @@ def serve(
 
 @app.command(rich_help_panel="Search")
 def ui(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder (msunas search --out DIR)")],
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (msunas search --out DIR, or CNAS's)")],
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    width: Annotated[float, typer.Option("--width", help="width of a CNAS run (for its exact costs)")] = 1.0,
+    n_classes: Annotated[int, typer.Option("--n-classes", min=2, help="classes of a CNAS run")] = 10,
 ) -> None:
-    """Serve the dashboard over a run folder, read-only and without tokens (it follows a running search)."""
-    viewer = create_run_app(run_dir)
+    """Serve the dashboard over a run folder (ours or CNAS's), read-only and without tokens (it follows a running
+    search)."""
+    viewer = create_run_app(run_dir, width, n_classes)
     stderr.print(f"msunas ui: {run_dir} at http://{host}:{port}/#/jobs/1")
     uvicorn.run(viewer, host=host, port=port, log_level="warning")
 

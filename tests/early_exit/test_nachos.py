@@ -136,3 +136,86 @@ def test_evaluator_calibrates_with_nachos() -> None:
     assert m["feasible"] is (m["avg_macs"] <= 3.0e6) and m["top1_ok"] in (0.0, 1.0)
     with pytest.raises(ValueError, match="early_exit.calibration"):
         load_spec({"search_space": "eemobilenetv3", "early_exit": {"calibration": "greedy"}})
+
+
+# -- cost-aware joint training (early_exit.training: nachos) -----------------------------------------------------
+def _digits() -> tuple[list, list]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1).repeat(1, 3, 1, 1) / 16.0
+    x = (torch.nn.functional.interpolate(x, size=32, mode="nearest") - 0.3) / 0.4
+    y = torch.tensor(d.target)
+    return [(x[i : i + 50], y[i : i + 50]) for i in range(0, 600, 50)], [(x[1400:1797], y[1400:1797])]
+
+
+def test_expected_macs_and_cost_term_by_hand() -> None:
+    from early_exit.nachos import CostAware, cost_term, expected_macs, gate_prior, gates, leave_probs
+
+    g = torch.tensor([[0.5, 0.5, 1.0], [1.0, 0.0, 1.0]], requires_grad=True)
+    q = leave_probs(g)
+    np.testing.assert_allclose(q.detach().numpy(), [[0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])
+    e = expected_macs(g, [1.0, 2.0, 4.0])
+    assert float(e) == pytest.approx(((0.5 + 0.5 + 1.0) + 1.0) / 2)
+    e.backward()
+    assert g.grad is not None and float(g.grad[0, 0]) < 0  # a more confident first gate lowers the expected MACs
+    g2 = g.detach()
+    assert float(cost_term(g2, CostAware((1.0, 2.0, 4.0)))) == pytest.approx(1.5 / 4)
+    assert float(cost_term(g2, CostAware((1.0, 2.0, 4.0), budget=1.0))) == pytest.approx(0.5 / 3)  # NACHOS's cv
+    assert float(cost_term(g2, CostAware((1.0, 2.0, 4.0), budget=5.0))) == 0.0  # the whole net within budget
+    logits = [torch.tensor([[4.0, 0.0], [0.0, 4.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.0]])]
+    gg = gates(logits)
+    assert gg[:, -1].tolist() == [1.0, 1.0] and float(gg[0, 0]) == pytest.approx(torch.sigmoid(torch.tensor(4.0)))
+    # exit 0 right on sample 0, wrong on sample 1: balanced halves -> BCE = mean(-log g0, -log(1 - g1'))
+    bce = gate_prior(gg, logits, torch.tensor([0, 0]))
+    p = float(torch.sigmoid(torch.tensor(4.0)))
+    assert float(bce) == pytest.approx((-np.log(p) - np.log(1 - p)) / 2, rel=1e-5)
+
+
+def test_cost_aware_training_lowers_expected_macs() -> None:
+    """Same net, data and seed; plain joint training vs NACHOS's cost-aware loss (a tiny digits budget, what
+    ``evaluate_early_exit`` runs): the expected MACs under the exits' gates on held-out images fall, and so do the
+    deployed policy's average MACs at the config's fixed thresholds, without losing accuracy."""
+    from early_exit.evaluate import EarlyExitSettings, score_exits, training_loss
+    from early_exit.nachos import expected_macs, gates
+    from early_exit.network import build_early_exit_net, exit_macs, predict_exits, train_joint
+
+    train, valid = _digits()
+    cfg = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "t": [0.3, 0.3, 0.3, 1.0]}
+    out = {}
+    for training in ("joint", "nachos"):
+        st = EarlyExitSettings(n_classes=10, epochs=3, lr=0.05, training=training, cost_weight=2.0)
+        torch.manual_seed(0)
+        net = build_early_exit_net(cfg, n_classes=10)
+        train_joint(net, train, epochs=st.epochs, lr=st.lr, loss_fn=training_loss(cfg, st))
+        probs, labels = predict_exits(net, valid)
+        logits = [torch.log(torch.from_numpy(p).double().clamp_min(1e-30)) for p in probs]  # softmax(log p) = p
+        e = float(expected_macs(gates(logits), exit_macs(cfg, n_classes=10)))
+        out[training] = (e, score_exits(cfg, probs, labels, st))
+    (e_joint, m_joint), (e_nachos, m_nachos) = out["joint"], out["nachos"]
+    print(f"expected MACs joint {e_joint / 1e6:.3f} M, nachos {e_nachos / 1e6:.3f} M; policy avg_macs "
+          f"{m_joint['avg_macs'] / 1e6:.3f} M vs {m_nachos['avg_macs'] / 1e6:.3f} M; top1 {m_joint['top1']:.1f} vs "
+          f"{m_nachos['top1']:.1f}")
+    assert e_nachos < 0.95 * e_joint
+    assert m_nachos["avg_macs"] < m_joint["avg_macs"]
+    assert m_nachos["top1"] >= m_joint["top1"] - 5
+
+
+def test_spec_selects_cost_aware_training() -> None:
+    from search.evaluators.early_exit import EarlyExitEvaluator
+    from supernets.datasets import load_dataset
+    from supernets.ofa_supernet import build_supernet
+
+    spec = load_spec({"search_space": "eemobilenetv3", "resolution": [32, 32],
+                      "dataset": {"name": "digits", "vld_size": 200},
+                      "evaluator": {"kind": "supernet", "n_epochs": 1, "batch_size": 50, "bn_calib_images": 100,
+                                    "train_images": 200},
+                      "objectives": ["top1_err", "avg_macs"], "constraints": {"avg_macs": 3.0e6},
+                      "early_exit": {"exit_mode": "b", "training": "nachos", "cost_weight": 5.0}})
+    ev = EarlyExitEvaluator(spec, supernet=build_supernet(1.0, 10, seed=0), data=load_dataset("digits", None, 200))
+    assert (ev.settings.training, ev.settings.cost_weight, ev.settings.max_avg_macs) == ("nachos", 5.0, 3.0e6)
+    res = ev.evaluate({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "b": [1, 1, 0, 0]})
+    assert res.status == "ok", res.error
+    assert load_spec({"search_space": "eemobilenetv3"}).early_exit is None  # default: our joint training
+    with pytest.raises(ValueError, match="early_exit.training"):
+        load_spec({"search_space": "eemobilenetv3", "early_exit": {"training": "bernoulli"}})

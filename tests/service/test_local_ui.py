@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -74,3 +75,54 @@ def test_the_page_shows_the_run_without_a_token(run_dir: Path) -> None:
             assert not errors, errors
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("layout", ["msunas", "cnas"])
+def test_the_viewer_opens_a_cnas_run_folder(tmp_path: Path, shared_data: Path, layout: str) -> None:
+    """CNAS's real iter_30 run rebuilt in either layout (tests/search/test_cnas_folder.py): 340 nets with their
+    own stats, the front of its (error, params) archive, its 31 iterations' HV; export refused (no supernet)."""
+    import json
+
+    from search.hv import non_dominated
+    from tests.search.test_cnas_folder import _cnas_folder
+
+    folder = _cnas_folder(shared_data, tmp_path / layout, layout)
+    doc = json.loads((shared_data / "cnas_cifar10" / "iter_30.stats").read_text())
+    with TestClient(create_run_app(folder)) as c:
+        s = c.get("/jobs/1").json()
+        assert s["state"] == "succeeded" and s["name"].endswith("(CNAS)")
+        assert s["objectives"] == ["top1_err", "params"]  # f2 of the real run is params (M): inferred from the nets
+        assert s["spec"]["resolution"] == [192, 256] and s["progress"]["iteration"] == 30
+        assert s["progress"]["n_evaluated"] == 340 and any("CNAS run folder" in w for w in s["warnings"])
+        assert s["hv_history"] == [{"iteration": 30, "hv": doc["hv"], "n_archive": 340}]
+        its = c.get("/jobs/1/iterations").json()["items"]
+        assert [(i["iteration"], i["n_archive"]) for i in its] == [(30, 340)]
+        assert its[0]["surrogate"]["winner"] == "gp"
+        items = c.get("/jobs/1/archive", params={"limit": 1000}).json()["items"]
+        assert len(items) == 340 and items[0]["metrics"]["macs"] == pytest.approx(89.42e6)
+        assert items[0]["objectives"] == pytest.approx([11.38, 2.14]) and items[-1]["iteration"] == 30
+        F = [r["objectives"] for r in items]
+        front = {items[i]["id"] for i in non_dominated(np.array(F))}
+        front_f = [items[i - 1]["objectives"] for i in front]
+        assert s["best"]["min_f1"]["objectives"][0] == min(f[0] for f in front_f) == min(f[0] for f in F)
+        assert s["best"]["min_f2"]["objectives"][1] == min(f[1] for f in front_f) == min(f[1] for f in F)
+        assert 2 < len(front) < 60
+        picked = c.post("/jobs/1/select", json={"n": 2, "prefer": "params"}).json()["items"]
+        assert [p["id"] for p in picked] == [s["best"]["min_f1"]["arch_id"], s["best"]["min_f2"]["arch_id"]]
+        assert picked[1]["metrics"]["params"] == min(r["metrics"]["params"] for r in items)  # most accurate, then
+        assert c.get("/jobs/1/archs/1/export").status_code == 422
+
+
+def test_a_bare_cnas_stats_file_gets_exact_costs(tmp_path: Path, shared_data: Path) -> None:
+    """Only CNAS's iter_30.stats (no per-net files): params/MACs from the exact cost model, and its f2 still
+    recognised as params."""
+    import shutil
+
+    shutil.copy(shared_data / "cnas_cifar10" / "iter_30.stats", tmp_path / "iter_30.stats")
+    with TestClient(create_run_app(tmp_path)) as c:
+        s = c.get("/jobs/1").json()
+        assert s["objectives"] == ["top1_err", "params"] and s["progress"]["n_evaluated"] == 340
+        items = c.get("/jobs/1/archive", params={"limit": 1000}).json()["items"]
+        assert all(r["metrics"]["macs"] > 0 and r["iteration"] == 0 for r in items)
+        gaps = [abs(r["metrics"]["params"] / 1e6 - r["objectives"][1]) for r in items]
+        assert float(np.median(gaps)) < 0.02
