@@ -171,10 +171,9 @@ class BotorchEngine(Engine):
         with torch.no_grad():
             Y = exact(gp.posterior(X_base).mean, X_base)
         scal = get_chebyshev_scalarization(weights=torch.as_tensor(np.random.default_rng(seed).dirichlet([1, 1])), Y=Y)
-        return qLogNoisyExpectedImprovement(
-            model=gp, X_baseline=X_base, sampler=sampler, objective=GenericMCObjective(lambda Z, X: scal(exact(Z, X))),
-            prune_baseline=True, cache_root=True,
-        )
+        objective = GenericMCObjective(lambda Z, X: scal(exact(Z, X), X))
+        return qLogNoisyExpectedImprovement(model=gp, X_baseline=X_base, sampler=sampler, objective=objective,
+                                            prune_baseline=True, cache_root=True)
 
     def _propose(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         from botorch.optim import optimize_acqf_discrete
@@ -197,7 +196,7 @@ class BotorchEngine(Engine):
                 cand, _ = optimize_acqf_discrete(self._acquisition(gp, X_train, seed), q=n, choices=choices,
                                                  max_batch_size=512, unique=True)
             else:  # ParEGO: one random scalarisation per pick, earlier picks pending
-                rows = []
+                rows: list[torch.Tensor] = []
                 for j in range(n):
                     acq = self._acquisition(gp, X_train, seed + j)
                     if rows:
