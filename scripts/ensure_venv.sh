@@ -19,4 +19,7 @@ pip_install --upgrade pip
 pip_install -e ".[$EXTRAS]"
 "$VENV/bin/python" -c 'import ofa.imagenet_classification.elastic_nn.networks, pymoo, onnxruntime' \
   || { echo "msunas: install check failed (ofa/pymoo/onnxruntime do not import)" >&2; exit 1; }
+# BoTorch compiles its fused qLogNEHVI kernel on first use (into ~/.cache/torch_extensions): do it here, once
+echo "msunas: compiling BoTorch's fused qLogNEHVI kernel (once, about a minute)" >&2
+"$VENV/bin/python" -W ignore -c 'from botorch.acquisition.multi_objective.logei import _try_load_fused_kernel as f; f()'
 echo "$want" > "$STAMP"

@@ -160,6 +160,7 @@ class BotorchEngine(Engine):
                 f2 = -torch.as_tensor(engine._exact_f2(g), dtype=samples.dtype).reshape(*X.shape[:-1], 1) / ref_f2
                 return torch.cat([samples, f2.expand(*samples.shape[:-1], 1)], dim=-1)
 
+        torch.manual_seed(seed)  # baseline pruning draws its own samples from torch's global generator
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([self.bopts.mc_samples]), seed=seed)
         X_base = torch.as_tensor(X_train / self._scale)
         if self.bopts.acquisition == "qnehvi":
@@ -180,7 +181,7 @@ class BotorchEngine(Engine):
 
         cpu0 = time.process_time()
         seed = int(self.rng.integers(2**31 - 1))
-        torch.manual_seed(seed)
+        self._seed_globals(seed)  # numpy's global RNG drives the NSGA-II operators; torch's the GP and pruning
         t0 = time.perf_counter()
         gp, X_train, _ = self._fit_gp(seed)
         timing: dict[str, float] = {"fit": time.perf_counter() - t0}
