@@ -117,12 +117,20 @@ class Env:
         return str(table)
 
 
+# each engine kind's budget knobs, cut down (a kind not listed runs its documented budget)
+ENGINE_CUTS: dict[str, dict[str, Any]] = {
+    "msunas": {"pop_size": 8, "n_gen": 2, "cv_folds": 2},
+    "botorch": {"pop_size": 8, "n_gen": 2, "pool_size": 100, "mc_samples": 8},
+}
+
+
 def runnable(doc: dict[str, Any], env: Env) -> dict[str, Any]:
     """The documented spec with its paths pointing at real local files and its budgets cut down."""
     spec = load_spec(doc)  # the documented one, with every default filled in
     d = copy.deepcopy(doc)
     d.update(n_doe=4, n_iter=2, iterations=1)
-    d["engine"] = {**d.get("engine", {}), "pop_size": 8, "n_gen": 2, "cv_folds": 2}
+    engine = dict(d.get("engine") or {})
+    d["engine"] = {**engine, **ENGINE_CUTS.get(engine.get("kind", "msunas"), {})}
     ds = dict(d.get("dataset") or {})
     if spec.dataset.root is not None:
         ds["root"] = env.dataset(spec.dataset.name)
