@@ -25,6 +25,7 @@ from supernets import codec, get_search_space
 from supernets.cost import config_cost
 from supernets.errors import InputError
 from supernets.latency import LatencyTable, machine_info, runtime_of, verify_latency
+from supernets.measure import measure_picks, parse_device
 from supernets.ofa_supernet import head_classes, load_supernet, net_width
 
 KNOWN_FIELDS = {"ks", "e", "d", "r", "t", "b", "artefact"}  # t/b: early-exit genes, ignored (backbone cost)
@@ -121,6 +122,9 @@ def select(
                                                "runs")] = None,
     warmup: Annotated[int | None, typer.Option("--warmup", min=0, max=10_000, help="--verify-latency warm-up "
                                                "runs")] = None,
+    measure: Annotated[str | None, typer.Option("--measure", help="measure the picks here on DEVICE: cpu (ONNX "
+                                                "Runtime), torch-cpu, cuda[:N]; min/median ms of two passes (--repeat "
+                                                "runs each, default 30), their Kendall tau")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -134,6 +138,8 @@ def select(
         cause = (first.get("ctx") or {}).get("error")
         msg = cause.message if isinstance(cause, InputError) else str(first["msg"]).removeprefix("Value error, ")
         raise InputError(f"--{field.replace('_', '-')}", msg) from None
+    if measure is not None:
+        parse_device(measure, "--measure")  # a bad device fails before anything is selected
     if is_job_id(target):
         with Client(url, token) as c:
             job = c.json("GET", f"/jobs/{target}")
@@ -149,15 +155,23 @@ def select(
     if save is not None:
         _save(chosen, save, overwrite)
     report = _verify_selection(chosen, spec, table, repeat, warmup, quiet=as_json) if table and chosen else None
+    measured = _measure_selection(chosen, rows, spec, measure, repeat, warmup, n_classes) if measure and chosen \
+        else None
     if as_json:
         doc: dict[str, Any] = {"items": [dict(row, config=r["config"], artefact=r.get("artefact"))
                                          for row, r in zip(rows, chosen, strict=True)]}
         if report is not None:
             doc["verify_latency"] = report
+        if measured is not None:
+            doc["measured"] = measured
         echo_json(doc)
     elif csv_path != "-":
-        print_table(rows, [c for c in TABLE_COLUMNS if any(c in row for row in rows)],
+        print_table(rows, [c for c in (*TABLE_COLUMNS, *MEASURED_COLUMNS) if any(c in row for row in rows)],
                     title=f"{len(chosen)} selected from {title}")
+        if measured is not None:
+            stderr.print(f"measured on {measured['device']} ({_runtime_words(measured)}), batch "
+                         f"{measured['batch_size']}, 2 passes x {measured['repeat']} runs: repeatability tau "
+                         f"{_fmt_tau(measured['tau'])}, LUT-vs-measured tau {_fmt_tau(measured['tau_lut'])}")
     if csv_path is not None:
         write_rows_csv(rows, csv_path)
     if not chosen:
@@ -211,6 +225,36 @@ def _verify_selection(chosen: list[dict[str, Any]], spec: JobSpec | None, table:
         Console().print(out)
     return {"lut": table.source, **rt, "bound_ms": bound, "n_exceed": sum(bool(r["exceeds"]) for r in rows),
             "rows": rows}
+
+
+MEASURED_COLUMNS = ("measured_min_ms", "measured_median_ms", "measured_device")
+
+
+def _fmt_tau(t: float | None) -> str:
+    return "-" if t is None else f"{t:.2f}"
+
+
+def _runtime_words(m: dict[str, Any]) -> str:
+    rt = m["runtime"]
+    return str(rt.get("gpu") or f"{rt.get('cpu', '?')}, {rt.get('threads', 1)} thread")
+
+
+def _measure_selection(chosen: list[dict[str, Any]], rows: list[dict[str, Any]], spec: JobSpec | None, device: str,
+                       repeat: int | None, warmup: int | None, n_classes: int) -> dict[str, Any]:
+    """``--measure``: time the picks on DEVICE here (two passes) beside the LUT's ``latency_ms``; the rows get
+    ``latency_ms_measured``-style columns (``measured_min_ms``, ``measured_median_ms``, ``measured_device``)."""
+    width = spec.width_mult if spec is not None else 1.0
+    ds = getattr(spec, "dataset", None)
+    nc = getattr(ds, "n_classes", None) or n_classes  # the head barely moves latency; the dataset's when known
+    predicted = [row.get("latency_ms") for row in rows]
+    with Progress(console=stderr, transient=True) as bar:
+        bar.add_task(f"measuring {len(chosen)} on {device}", total=None)
+        m = measure_picks([r["config"] for r in chosen], device, width_mult=width, n_classes=nc,
+                          repeat=repeat or 30, warmup=5 if warmup is None else warmup, predicted=predicted)
+    for row, mr in zip(rows, m["rows"], strict=True):
+        row["measured_min_ms"], row["measured_median_ms"] = round(mr["min_ms"], 4), round(mr["median_ms"], 4)
+        row["measured_device"] = m["device"]
+    return m
 
 
 # ----------------------------------------------------------------------------------------------------- export
