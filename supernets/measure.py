@@ -165,7 +165,7 @@ def measure_picks(
             for _ in range(warmup):
                 run()
             passes[k].append([run() for _ in range(repeat)])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(len(runs)):
         both = passes[0][i] + passes[1][i]
         p = None if predicted is None or predicted[i] is None else float(predicted[i])  # type: ignore[arg-type]
