@@ -156,9 +156,42 @@ def measure_picks(
     dev = parse_device(device)
     if predicted is not None and len(predicted) != len(configs):
         raise InputError("predicted", f"expected {len(configs)} predictions, got {len(predicted)}")
-    if dev.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-    runs = runners(configs, dev, width_mult=width_mult, n_classes=n_classes, batch_size=batch_size)
+    bench = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = dev.startswith("cuda")  # each net's fixed shape: the fastest kernels
+    try:
+        runs = runners(configs, dev, width_mult=width_mult, n_classes=n_classes, batch_size=batch_size)
+        return measure_runs(runs, dev, warmup=warmup, repeat=repeat, batch_size=batch_size, predicted=predicted)
+    finally:
+        torch.backends.cudnn.benchmark = bench
+
+
+def onnx_file_runner(path: str, batch_size: int = 1) -> Callable[[], float]:
+    """A timed run (ms) of an ONNX file in ONNX Runtime (CPU, one thread) on a fixed random input of its shape."""
+    import time
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [batch_size if not isinstance(d, int) or i == 0 else d for i, d in enumerate(inp.shape)]
+    feed = {inp.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
+
+    def timed() -> float:
+        t = time.perf_counter()
+        sess.run(None, feed)
+        return (time.perf_counter() - t) * 1e3
+
+    return timed
+
+
+def measure_runs(runs: Sequence[Callable[[], float]], device: str, *, warmup: int, repeat: int, batch_size: int = 1,
+                 predicted: Sequence[float | None] | None = None) -> dict[str, Any]:
+    """Two independent passes over ``runs`` (timed-run callables on ``device``, as :func:`parse_device` returns
+    it): the report of :func:`measure_picks`."""
+    dev = device
     passes: list[list[list[float]]] = [[], []]
     for k in range(2):
         for run in runs:
@@ -170,12 +203,14 @@ def measure_picks(
         both = passes[0][i] + passes[1][i]
         p = None if predicted is None or predicted[i] is None else float(predicted[i])  # type: ignore[arg-type]
         med = statistics.median(both)
+        m1, m2 = statistics.median(passes[0][i]), statistics.median(passes[1][i])
         rows.append({
             "predicted_ms": p,
             "min_ms": min(both),
             "median_ms": med,
-            "pass1_median_ms": statistics.median(passes[0][i]),
-            "pass2_median_ms": statistics.median(passes[1][i]),
+            "pass1_median_ms": m1,
+            "pass2_median_ms": m2,
+            "pass_diff_pct": (m2 - m1) / m1 * 100 if m1 > 0 else None,
             "error_pct": (med - p) / p * 100 if p else None,
         })
     runtime: dict[str, Any] = {"torch": torch.__version__}
@@ -203,4 +238,5 @@ def measure_picks(
     }
 
 
-__all__ = ["MEASURE_DEVICES", "kendall_tau", "measure_picks", "parse_device", "runners"]
+__all__ = ["MEASURE_DEVICES", "kendall_tau", "measure_picks", "measure_runs", "onnx_file_runner", "parse_device",
+           "runners"]

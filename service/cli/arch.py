@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -24,8 +25,9 @@ from service.cli.config_args import load_config_arg, parse_resolution_range
 from supernets import codec, get_search_space
 from supernets.cost import config_cost
 from supernets.errors import InputError
+from supernets.export import save_atomic, set_onnx_metadata
 from supernets.latency import LatencyTable, machine_info, runtime_of, verify_latency
-from supernets.measure import measure_picks, parse_device
+from supernets.measure import measure_picks, measure_runs, onnx_file_runner, parse_device
 from supernets.ofa_supernet import head_classes, load_supernet, net_width
 
 KNOWN_FIELDS = {"ks", "e", "d", "r", "t", "b", "artefact"}  # t/b: early-exit genes, ignored (backbone cost)
@@ -257,6 +259,33 @@ def _measure_selection(chosen: list[dict[str, Any]], rows: list[dict[str, Any]],
     return m
 
 
+def _measure_export(info: dict[str, Any], fmt: str, device: str, repeat: int, spec: JobSpec, raw: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """``export --measure``: the exported ONNX file itself in ORT (``cpu``), else the architecture's backbone
+    subnet on torch; the report goes into the file (ONNX ``msunas.latency_measured``, torch ``latency_measured``)."""
+    dev = parse_device(device, "--measure")
+    path = Path(info["path"])
+    art = info["artefact"]
+    cfg: dict[str, Any] = {k: raw[k] for k in ("ks", "e", "d", "r") if k in raw}
+    if dev == "onnxruntime-cpu" and fmt != "torch":
+        m = measure_runs([onnx_file_runner(str(path))], dev, warmup=10, repeat=repeat)
+        m["what"] = "the exported ONNX file"
+        m["runtime"] = {"onnxruntime": __import__("onnxruntime").__version__, "threads": 1,
+                        "cpu": machine_info()["cpu"]}
+    else:
+        m = measure_picks([cfg], device, width_mult=float(spec.width_mult), n_classes=int(art["n_classes"]),
+                          warmup=10, repeat=repeat)
+        m["what"] = "its backbone subnet in torch"
+    if fmt == "torch":
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload["latency_measured"] = json.dumps(m)
+        save_atomic(payload, path)
+    else:
+        set_onnx_metadata(path, {"msunas.latency_measured": json.dumps(m)})
+    info["latency_measured"] = m
+    return m
+
+
 # ----------------------------------------------------------------------------------------------------- export
 def _spec_of_artefact(artefact: dict[str, Any], supernet: str | None) -> dict[str, Any]:
     """The job spec fields an artefact pins down (the supernet it was found with, unless ``supernet`` is given)."""
@@ -359,6 +388,11 @@ def export(
     exit_head: Annotated[str | None, typer.Option("--exit-head", help="early exits: ours|edanas (EDANAS's heads) "
                                                   "(default: the architecture's)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
+    measure: Annotated[str | None, typer.Option("--measure", help="measure the exported net's latency here on "
+                                                "DEVICE: cpu (the ONNX file in ONNX Runtime), torch-cpu, cuda[:N]; "
+                                                "recorded in its metadata")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=2, max=10_000, help="--measure timed runs per pass "
+                                        "(two passes)")] = 50,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -369,6 +403,8 @@ def export(
         raise InputError("--out", f"{out} exists", hint="pass --overwrite to replace it")
     if (config is None) == (job is None):
         raise InputError("--config", "give either --config or --job with --arch")
+    if measure is not None:
+        parse_device(measure, "--measure")
     metrics: dict[str, Any] = {}
     if job is not None:
         if arch is None:
@@ -414,6 +450,13 @@ def export(
         typer.echo(f"  ORT CPU latency (batch 1, 1 thread, median of {q['latency']['runs']}): fp32 "
                    f"{q['latency_ms_fp32']:.3f} ms, int8 {q['latency_ms_int8']:.3f} ms; size fp32 "
                    f"{q['fp32_bytes'] / 1e6:.2f} MB, int8 {q['int8_bytes'] / 1e6:.2f} MB")
+    if measure is not None:
+        m = _measure_export(info, fmt, measure, repeat, spec, raw)
+        row = m["rows"][0]
+        typer.echo(f"  measured latency on {m['device']} ({_runtime_words(m)}, batch 1, {m['what']}): min "
+                   f"{row['min_ms']:.3f} ms, median {row['median_ms']:.3f} ms; two passes of {m['repeat']} runs: "
+                   f"medians {row['pass1_median_ms']:.3f} / {row['pass2_median_ms']:.3f} ms "
+                   f"({row['pass_diff_pct']:+.1f}%)")
     if info.get("trained_heads") is False:
         stderr.print("msunas: warning: exit heads are untrained (not part of the supernet); pass --n-epochs N to "
                      "train them with the backbone before export")

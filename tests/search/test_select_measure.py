@@ -93,3 +93,37 @@ def test_measure_picks_cuda_events_and_graphs() -> None:
     m = measure_picks([small, large], "cuda", n_classes=10, repeat=50, warmup=10, batch_size=8)
     assert m["device"] == "cuda:0" and "CUDA events" in m["runtime"]["timing"]
     assert 0 < m["rows"][0]["min_ms"] < m["rows"][1]["min_ms"] and m["tau"] == pytest.approx(1.0)
+
+
+CFG = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 4, 2, 2], "r": 32}
+
+
+def test_export_measure_records_latency_in_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ONNX + cpu: the exported file itself timed in ORT; torch + torch-cpu: the backbone in torch; both recorded
+    in the file with unit and device."""
+    import onnx
+
+    from supernets.ofa_supernet import build_supernet
+
+    sn = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0"
+    torch.save({"state_dict": build_supernet(1.0, 10, seed=0).state_dict()}, sn)
+    base = ["export", "--config", json.dumps(CFG), "--supernet", str(sn), "--dataset", "digits", "--repeat", "5"]
+    capsys.readouterr()
+    out = tmp_path / "net.onnx"
+    assert run_cli([*base, "--measure", "cpu", "--out", str(out)]) == 0
+    assert "measured latency on onnxruntime-cpu" in capsys.readouterr().out
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    m = json.loads(meta["msunas.latency_measured"])
+    assert m["unit"] == "ms" and m["device"] == "onnxruntime-cpu" and m["what"] == "the exported ONNX file"
+    row = m["rows"][0]
+    assert 0 < row["min_ms"] <= row["median_ms"] and row["pass_diff_pct"] is not None and m["tau"] is None
+    pt = tmp_path / "net.pt"
+    assert run_cli([*base, "--format", "torch", "--measure", "torch-cpu", "--out", str(pt)]) == 0
+    ck = torch.load(pt, map_location="cpu", weights_only=True)
+    assert json.loads(ck["latency_measured"])["device"] == "torch-cpu"
+    from supernets.export import load_torch_export
+
+    assert load_torch_export(pt)[1]["d"] == CFG["d"]  # the file still loads
+    capsys.readouterr()
+    assert run_cli([*base, "--measure", "npu", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "--measure" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
