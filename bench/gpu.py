@@ -8,7 +8,7 @@
    ``train_supernet``); a figure its ``TrainConfig`` cannot express (no ``device``/``amp`` field) is skipped with
    a message. Images/s counts training-batch images (each trains 2 + n_random subnets).
 3. INT8 vs fp32 (``msunas export --format onnx-int8``, :mod:`supernets.quantize`): validation top-1 and ONNX
-   Runtime CPU batch-1 latency of a subnet fine-tuned on digits.
+   Runtime CPU batch-1 latency of a subnet fine-tuned on digits (on the CPU: export and ORT are CPU paths).
 4. Measured vs LUT latency: a table built here on the device's runtime (ONNX Runtime CPU, or torch-cuda), random
    subnets measured end to end by :func:`supernets.measure.measure_picks` (CUDA events around CUDA-graph
    replays on a GPU; two passes): Kendall tau of the LUT against the measurement and of the two passes against
@@ -137,15 +137,16 @@ def train_throughput(device: str, s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def int8(device: str, s: dict[str, Any]) -> dict[str, Any]:
+def int8(s: dict[str, Any]) -> dict[str, Any]:
     """fp32 vs INT8 top-1 and ORT CPU latency of a digits-fine-tuned subnet (search.export, supernets.quantize)."""
     from search.export import export_architecture
 
     cfg = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 4, 2, 2], "r": 32}
+    # fine-tuned on the CPU whatever --device: ONNX export and ORT quantisation/latency are CPU paths
     spec = load_spec({"dataset": {"name": "digits"}, "supernet": {"random_init": True}, "resolution": [32, 32],
-                      "evaluator": {"kind": "supernet", "device": device}, "seed": 0})
+                      "evaluator": {"kind": "supernet", "device": "cpu"}, "seed": 0})
     with tempfile.TemporaryDirectory() as d:
-        info = export_architecture(cfg, spec, "onnx-int8", Path(d) / "net.onnx", supernet=build_supernet(1.0, 10, 0),
+        info = export_architecture(cfg, spec, "onnx-int8", Path(d) / "net.onnx", supernet=build_supernet(1.0, 10, seed=0),
                                    prepare=True, n_epochs=s["int8_epochs"])
     q = info["quantization"]
     return {k: q[k] for k in ("top1_fp32", "top1_int8", "agreement", "latency_ms_fp32", "latency_ms_int8",
@@ -212,7 +213,7 @@ def main() -> None:
     if "train" in only:
         section("supernet_train", train_throughput, device, s)
     if "int8" in only:
-        section("int8", int8, device, s)
+        section("int8", int8, s)
     if "latency" in only:
         section("latency_lut_vs_measured", lut_vs_measured, device, s)
     mach = {**machine_info(), "torch": torch.__version__}
