@@ -146,8 +146,8 @@ def int8(s: dict[str, Any]) -> dict[str, Any]:
     spec = load_spec({"dataset": {"name": "digits"}, "supernet": {"random_init": True}, "resolution": [32, 32],
                       "evaluator": {"kind": "supernet", "device": "cpu"}, "seed": 0})
     with tempfile.TemporaryDirectory() as d:
-        info = export_architecture(cfg, spec, "onnx-int8", Path(d) / "net.onnx", supernet=build_supernet(1.0, 10, seed=0),
-                                   prepare=True, n_epochs=s["int8_epochs"])
+        info = export_architecture(cfg, spec, "onnx-int8", Path(d) / "net.onnx",
+                                   supernet=build_supernet(1.0, 10, seed=0), prepare=True, n_epochs=s["int8_epochs"])
     q = info["quantization"]
     return {k: q[k] for k in ("top1_fp32", "top1_int8", "agreement", "latency_ms_fp32", "latency_ms_int8",
                               "fp32_bytes", "int8_bytes", "latency")} | {"n_epochs": s["int8_epochs"], "arch": cfg}
