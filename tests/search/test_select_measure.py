@@ -51,6 +51,10 @@ def test_select_measure_cpu_json_and_csv(lat_run: Path, tmp_path: Path, capsys: 
     with out_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert {"latency_ms", "measured_min_ms", "measured_median_ms", "measured_device"} <= set(rows[0])
+    # the table (columns as wide as the terminal allows) and the repeatability line on stderr
+    assert run_cli(["select", str(lat_run), "-n", "2", "--measure", "torch-cpu", "--repeat", "2", "--warmup", "0"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "measured on torch-cpu" in err and "repeatability tau" in err and "LUT-vs-measured tau" in err
 
 
 def test_bad_measure_device_is_named(lat_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
