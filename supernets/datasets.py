@@ -103,8 +103,8 @@ class ImageSet(Protocol):
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -138,8 +138,13 @@ class TensorImages:
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> TensorImages:
         """The images at ``idx`` (a view that shares nothing mutable)."""
-        t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        t = torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(self.images.device)
         return TensorImages(self.images[t], self.labels[t], self.flip, self.pad)
+
+    def to(self, device: torch.device | str) -> TensorImages:
+        """The split held on ``device`` (uint8, moved once): its batches are then cut, augmented and resized there,
+        with the same draws (index order and augmentation come from the CPU ``generator``)."""
+        return TensorImages(self.images.to(device), self.labels.to(device), self.flip, self.pad)
 
     def batches(
         self,
@@ -155,7 +160,7 @@ class TensorImages:
         """Batches resized to ``r``; ``shuffle``/``augment`` draw from ``generator`` only (deterministic)."""
         order = _order(len(self), limit, shuffle, generator)
         for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
+            idx = order[s : s + batch_size].to(self.images.device)
             x = self.images[idx]
             if augment:
                 x = self._augment(x, generator)
@@ -172,7 +177,7 @@ class TensorImages:
             dy = torch.randint(0, 2 * p + 1, (b,), generator=g).tolist()
             x = torch.stack([xp[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
         if self.flip:
-            m = torch.rand(b, generator=g) < 0.5
+            m = (torch.rand(b, generator=g) < 0.5).to(x.device)
             x = torch.where(m.view(b, 1, 1, 1), x.flip(-1), x)
         return x
 

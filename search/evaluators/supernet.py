@@ -31,12 +31,14 @@ from search.evaluator import Evaluator, register_evaluator
 from search.provenance import load_job_supernet
 from search.spec import JobSpec, SupernetEvaluatorSpec
 from supernets import codec, get_search_space
-from supernets.datasets import DatasetSplits, load_dataset
+from supernets.datasets import DatasetSplits, TensorImages, load_dataset
 from supernets.errors import InputError
 from supernets.finetune import StemCache, finetune, recalibrate_bn, recalibrate_bn_cached, validate
 from supernets.ofa_supernet import extract_subnet, head_classes, net_width
 
 STEM_CACHE_BYTES = 512 * 2**20  # above this (large r x many calibration images) recalibrate with full passes
+DEVICE_DATA_BYTES = 4 * 2**30  # in-memory splits up to this size are held on a CUDA device (uint8) once
+GPU_EVAL_BATCH = 512  # BN-calibration and validation batch on a GPU (fine-tuning keeps the spec's batch_size)
 
 class SupernetEvaluator(Evaluator):
     """Fine-tune-and-validate evaluator; ``supernet``/``data`` may be passed in (tests, benchmarks, workers)."""
@@ -47,7 +49,10 @@ class SupernetEvaluator(Evaluator):
         *,
         supernet: nn.Module | None = None,
         data: DatasetSplits | None = None,
+        resident: bool | None = None,
     ) -> None:
+        """``resident``: hold the in-memory dataset on the evaluator's device once (default: on a CUDA device);
+        batches are then cut, augmented and resized there, with the same draws as on the CPU."""
         self.job = job
         self.opts: SupernetEvaluatorSpec = job.evaluator  # type: ignore[assignment]
         if self.opts.kind != "supernet":
@@ -66,6 +71,11 @@ class SupernetEvaluator(Evaluator):
         if net_width(self.supernet) != float(job.width_mult):
             raise InputError("width_mult", f"job asks {job.width_mult}, supernet is {self.supernet.width_mult}")
         self.supernet.to(self.device)
+        on_gpu = self.device.type == "cuda"
+        self.train_set, self.valid_set = _resident(self.data, self.device, on_gpu if resident is None else resident)
+        # on a GPU, calibration/validation run in large batches (validation is batch-size invariant; calibration
+        # averages fewer, larger batches' statistics); fine-tuning keeps the spec's batch_size (its results)
+        self.eval_batch = max(self.opts.batch_size, GPU_EVAL_BATCH) if on_gpu else self.opts.batch_size
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         g = torch.Generator().manual_seed(job.seed)
         n_cal = min(self.opts.bn_calib_images, len(self.data.train))
@@ -81,8 +91,8 @@ class SupernetEvaluator(Evaluator):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        split = self.data.train.subset(self._calib_idx) if which == "calib" else self.data.valid
-        bs = self.opts.batch_size
+        split = self.train_set.subset(self._calib_idx) if which == "calib" else self.valid_set
+        bs = self.eval_batch
         out = [
             (x.to(self.device), y.to(self.device)) for x, y in split.batches(r, bs, num_workers=self.opts.num_workers)
         ]
@@ -117,7 +127,7 @@ class SupernetEvaluator(Evaluator):
         while True:
             yield [
                 (x.to(self.device), y.to(self.device))
-                for x, y in self.data.train.batches(
+                for x, y in self.train_set.batches(
                     r,
                     self.opts.batch_size,
                     shuffle=True,
@@ -212,6 +222,17 @@ class SupernetEvaluator(Evaluator):
             return {"params": float(sum(p.numel() for p in net.parameters()))}
         c = cost_metrics([cfg], width_mult=self.job.width_mult, n_classes=self.n_classes)
         return {k: float(v[0]) for k, v in c.items()}
+
+
+def _resident(data: DatasetSplits, device: torch.device, on: bool) -> tuple[Any, Any]:
+    """(train, valid) splits as the evaluator reads them: on ``device`` when ``on`` and both are in-memory
+    (:class:`~supernets.datasets.TensorImages`) within ``DEVICE_DATA_BYTES``; else the splits themselves."""
+    tr, va = data.train, data.valid
+    if not (on and isinstance(tr, TensorImages) and isinstance(va, TensorImages)):
+        return tr, va
+    if tr.images.nbytes + va.images.nbytes > DEVICE_DATA_BYTES:
+        return tr, va
+    return tr.to(device), va.to(device)
 
 
 def _cl(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -24,7 +25,9 @@ from service.cli.config_args import load_config_arg, parse_resolution_range
 from supernets import codec, get_search_space
 from supernets.cost import config_cost
 from supernets.errors import InputError
+from supernets.export import save_atomic, set_onnx_metadata
 from supernets.latency import LatencyTable, machine_info, runtime_of, verify_latency
+from supernets.measure import measure_picks, measure_runs, onnx_file_runner, parse_device
 from supernets.ofa_supernet import head_classes, load_supernet, net_width
 
 KNOWN_FIELDS = {"ks", "e", "d", "r", "t", "b", "artefact"}  # t/b: early-exit genes, ignored (backbone cost)
@@ -121,6 +124,9 @@ def select(
                                                "runs")] = None,
     warmup: Annotated[int | None, typer.Option("--warmup", min=0, max=10_000, help="--verify-latency warm-up "
                                                "runs")] = None,
+    measure: Annotated[str | None, typer.Option("--measure", help="measure the picks here on DEVICE: cpu (ONNX "
+                                                "Runtime), torch-cpu, cuda[:N]; min/median ms of two passes (--repeat "
+                                                "runs each, default 30), their Kendall tau")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -134,6 +140,8 @@ def select(
         cause = (first.get("ctx") or {}).get("error")
         msg = cause.message if isinstance(cause, InputError) else str(first["msg"]).removeprefix("Value error, ")
         raise InputError(f"--{field.replace('_', '-')}", msg) from None
+    if measure is not None:
+        parse_device(measure, "--measure")  # a bad device fails before anything is selected
     if is_job_id(target):
         with Client(url, token) as c:
             job = c.json("GET", f"/jobs/{target}")
@@ -149,15 +157,23 @@ def select(
     if save is not None:
         _save(chosen, save, overwrite)
     report = _verify_selection(chosen, spec, table, repeat, warmup, quiet=as_json) if table and chosen else None
+    measured = _measure_selection(chosen, rows, spec, measure, repeat, warmup, n_classes) if measure and chosen \
+        else None
     if as_json:
         doc: dict[str, Any] = {"items": [dict(row, config=r["config"], artefact=r.get("artefact"))
                                          for row, r in zip(rows, chosen, strict=True)]}
         if report is not None:
             doc["verify_latency"] = report
+        if measured is not None:
+            doc["measured"] = measured
         echo_json(doc)
     elif csv_path != "-":
-        print_table(rows, [c for c in TABLE_COLUMNS if any(c in row for row in rows)],
+        print_table(rows, [c for c in (*TABLE_COLUMNS, *MEASURED_COLUMNS) if any(c in row for row in rows)],
                     title=f"{len(chosen)} selected from {title}")
+        if measured is not None:
+            stderr.print(f"measured on {measured['device']} ({_runtime_words(measured)}), batch "
+                         f"{measured['batch_size']}, 2 passes x {measured['repeat']} runs: repeatability tau "
+                         f"{_fmt_tau(measured['tau'])}, LUT-vs-measured tau {_fmt_tau(measured['tau_lut'])}")
     if csv_path is not None:
         write_rows_csv(rows, csv_path)
     if not chosen:
@@ -211,6 +227,63 @@ def _verify_selection(chosen: list[dict[str, Any]], spec: JobSpec | None, table:
         Console().print(out)
     return {"lut": table.source, **rt, "bound_ms": bound, "n_exceed": sum(bool(r["exceeds"]) for r in rows),
             "rows": rows}
+
+
+MEASURED_COLUMNS = ("measured_min_ms", "measured_median_ms", "measured_device")
+
+
+def _fmt_tau(t: float | None) -> str:
+    return "-" if t is None else f"{t:.2f}"
+
+
+def _runtime_words(m: dict[str, Any]) -> str:
+    rt = m["runtime"]
+    return str(rt.get("gpu") or f"{rt.get('cpu', '?')}, {rt.get('threads', 1)} thread")
+
+
+def _measure_selection(chosen: list[dict[str, Any]], rows: list[dict[str, Any]], spec: JobSpec | None, device: str,
+                       repeat: int | None, warmup: int | None, n_classes: int) -> dict[str, Any]:
+    """``--measure``: time the picks on DEVICE here (two passes) beside the LUT's ``latency_ms``; the rows get
+    ``latency_ms_measured``-style columns (``measured_min_ms``, ``measured_median_ms``, ``measured_device``)."""
+    width = spec.width_mult if spec is not None else 1.0
+    ds = getattr(spec, "dataset", None)
+    nc = getattr(ds, "n_classes", None) or n_classes  # the head barely moves latency; the dataset's when known
+    predicted = [row.get("latency_ms") for row in rows]
+    with Progress(console=stderr, transient=True) as bar:
+        bar.add_task(f"measuring {len(chosen)} on {device}", total=None)
+        m = measure_picks([r["config"] for r in chosen], device, width_mult=width, n_classes=nc,
+                          repeat=repeat or 30, warmup=5 if warmup is None else warmup, predicted=predicted)
+    for row, mr in zip(rows, m["rows"], strict=True):
+        row["measured_min_ms"], row["measured_median_ms"] = round(mr["min_ms"], 4), round(mr["median_ms"], 4)
+        row["measured_device"] = m["device"]
+    return m
+
+
+def _measure_export(info: dict[str, Any], fmt: str, device: str, repeat: int, spec: JobSpec, raw: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """``export --measure``: the exported ONNX file itself in ORT (``cpu``), else the architecture's backbone
+    subnet on torch; the report goes into the file (ONNX ``msunas.latency_measured``, torch ``latency_measured``)."""
+    dev = parse_device(device, "--measure")
+    path = Path(info["path"])
+    art = info["artefact"]
+    cfg: dict[str, Any] = {k: raw[k] for k in ("ks", "e", "d", "r") if k in raw}
+    if dev == "onnxruntime-cpu" and fmt != "torch":
+        m = measure_runs([onnx_file_runner(str(path))], dev, warmup=10, repeat=repeat)
+        m["what"] = "the exported ONNX file"
+        m["runtime"] = {"onnxruntime": __import__("onnxruntime").__version__, "threads": 1,
+                        "cpu": machine_info()["cpu"]}
+    else:
+        m = measure_picks([cfg], device, width_mult=float(spec.width_mult), n_classes=int(art["n_classes"]),
+                          warmup=10, repeat=repeat)
+        m["what"] = "its backbone subnet in torch"
+    if fmt == "torch":
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload["latency_measured"] = json.dumps(m)
+        save_atomic(payload, path)
+    else:
+        set_onnx_metadata(path, {"msunas.latency_measured": json.dumps(m)})
+    info["latency_measured"] = m
+    return m
 
 
 # ----------------------------------------------------------------------------------------------------- export
@@ -315,6 +388,11 @@ def export(
     exit_head: Annotated[str | None, typer.Option("--exit-head", help="early exits: ours|edanas (EDANAS's heads) "
                                                   "(default: the architecture's)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
+    measure: Annotated[str | None, typer.Option("--measure", help="measure the exported net's latency here on "
+                                                "DEVICE: cpu (the ONNX file in ONNX Runtime), torch-cpu, cuda[:N]; "
+                                                "recorded in its metadata")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=2, max=10_000, help="--measure timed runs per pass "
+                                        "(two passes)")] = 50,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -325,6 +403,8 @@ def export(
         raise InputError("--out", f"{out} exists", hint="pass --overwrite to replace it")
     if (config is None) == (job is None):
         raise InputError("--config", "give either --config or --job with --arch")
+    if measure is not None:
+        parse_device(measure, "--measure")
     metrics: dict[str, Any] = {}
     if job is not None:
         if arch is None:
@@ -370,6 +450,13 @@ def export(
         typer.echo(f"  ORT CPU latency (batch 1, 1 thread, median of {q['latency']['runs']}): fp32 "
                    f"{q['latency_ms_fp32']:.3f} ms, int8 {q['latency_ms_int8']:.3f} ms; size fp32 "
                    f"{q['fp32_bytes'] / 1e6:.2f} MB, int8 {q['int8_bytes'] / 1e6:.2f} MB")
+    if measure is not None:
+        m = _measure_export(info, fmt, measure, repeat, spec, raw)
+        row = m["rows"][0]
+        typer.echo(f"  measured latency on {m['device']} ({_runtime_words(m)}, batch 1, {m['what']}): min "
+                   f"{row['min_ms']:.3f} ms, median {row['median_ms']:.3f} ms; two passes of {m['repeat']} runs: "
+                   f"medians {row['pass1_median_ms']:.3f} / {row['pass2_median_ms']:.3f} ms "
+                   f"({row['pass_diff_pct']:+.1f}%)")
     if info.get("trained_heads") is False:
         stderr.print("msunas: warning: exit heads are untrained (not part of the supernet); pass --n-epochs N to "
                      "train them with the backbone before export")

@@ -129,3 +129,31 @@ def test_registered_and_built_from_job_spec(tmp_path: Path, supernet) -> None:  
 def test_wrong_head_or_width_is_a_clear_error(digits) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="head has 7 classes"):
         SupernetEvaluator(_job(), supernet=build_supernet(1.0, 7), data=digits)
+
+
+def test_device_resident_data_gives_identical_results(digits, supernet) -> None:  # type: ignore[no-untyped-def]
+    """The device-resident path (the default on CUDA), forced on the CPU: the held splits are read and batches are
+    cut from them with the same draws, so every metric equals the default CPU path's exactly."""
+    cfg = _config(1)
+    plain = SupernetEvaluator(_job(), supernet=supernet, data=digits)
+    held = SupernetEvaluator(_job(), supernet=supernet, data=digits, resident=True)
+    assert plain.train_set is digits.train and plain.eval_batch == 32  # CPU default: unchanged behaviour
+    assert held.train_set is not digits.train and held.valid_set is not digits.valid  # the held splits are read
+    a, b = plain.evaluate(cfg), held.evaluate(cfg)
+    assert a.status == b.status == "ok", (a.error, b.error)
+    for k in ("top1", "top5", "loss", "train_loss", "params"):
+        assert a.metrics[k] == b.metrics[k], k
+
+
+@pytest.mark.cuda
+def test_cuda_evaluator_holds_data_on_the_gpu(digits) -> None:  # type: ignore[no-untyped-def]
+    """On CUDA the splits live on the GPU once, calibration/validation use large batches, and the figures agree
+    with the CPU's within fine-tuning noise."""
+    net = build_supernet(1.0, 10, seed=0)
+    ev = SupernetEvaluator(_job(device="cuda"), supernet=net, data=digits)
+    assert ev.train_set.images.is_cuda and ev.valid_set.labels.is_cuda and ev.eval_batch >= 512
+    cfg = _config(1)
+    a = ev.evaluate(cfg)
+    assert a.status == "ok", a.error
+    cpu = SupernetEvaluator(_job(), supernet=build_supernet(1.0, 10, seed=0), data=digits).evaluate(cfg)
+    assert abs(a.metrics["top1"] - cpu.metrics["top1"]) < 15

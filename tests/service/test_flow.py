@@ -79,6 +79,9 @@ def test_api_flow_with_worker(db_url: str, tmp_path: Path, predictor_file: Path)
         bad = c.post(f"/jobs/{jid}/select", json={"prefer": "nosuchmetric"}, headers=h)
         assert bad.status_code == 422 and bad.json()["field"] == "prefer"
         assert c.post(f"/jobs/{jid}/select", json={"n": 0}, headers=h).json()["field"] == "n"
+        # a server does not measure latency for a client (its CPU is shared): `measure` is refused, named
+        bad = c.post(f"/jobs/{jid}/select", json={"n": 1, "measure": "cpu"}, headers=h)
+        assert bad.status_code == 422 and bad.json()["field"] == "measure", bad.text
         # TF-NAS's precise target through REST: the net closest to the median MACs from below
         macs = sorted(x["metrics"]["macs"] / 1e6 for x in items if x["status"] == "ok" and x["feasible"])
         x_m = macs[len(macs) // 2]
