@@ -125,7 +125,7 @@ class _Batches(Dataset):  # type: ignore[type-arg]
                  rank: int, augment: bool) -> None:
         self.split, self.batches, self.r = split, batches, r
         self.seed, self.epoch, self.rank, self.augment = seed, epoch, rank, augment
-        self.tf = _folder_transform(r, augment, split.center_crop) if isinstance(split, FolderImages) else None
+        self.tf: Any = _folder_transform(r, augment, split.center_crop) if isinstance(split, FolderImages) else None
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -161,7 +161,7 @@ def train_loader(split: TensorImages | FolderImages, r: int, batch_size: int, *,
     the stored size (:func:`device_batches` resizes and normalises them on the device); ImageFolder batches are
     decoded, augmented and normalised at ``r`` in the workers."""
     de = dist_env or DistEnv()
-    sampler = DistributedSampler(range(len(split)), num_replicas=de.world, rank=de.rank, shuffle=True, seed=seed,
+    sampler: DistributedSampler[int] = DistributedSampler(range(len(split)),  # type: ignore[arg-type] num_replicas=de.world, rank=de.rank, shuffle=True, seed=seed,
                                  drop_last=False)
     sampler.set_epoch(epoch)
     order = list(sampler)

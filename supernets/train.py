@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -157,7 +158,8 @@ def _train(cfg: TrainConfig, out: Path | str, resume: bool, progress: bool, log:
         net = build_supernet(cfg.width_mult, data.n_classes, dropout_rate=cfg.dropout_rate, seed=cfg.seed)
 
     n_train = len(data.train) if cfg.train_images is None else min(cfg.train_images, len(data.train))
-    steps_per_epoch = -(-(-(-n_train // de.world)) // cfg.batch_size)
+    per_rank = math.ceil(n_train / de.world)  # DistributedSampler's shard (padded)
+    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     net.to(device)
     if channels_last:
