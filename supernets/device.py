@@ -161,8 +161,9 @@ def train_loader(split: TensorImages | FolderImages, r: int, batch_size: int, *,
     the stored size (:func:`device_batches` resizes and normalises them on the device); ImageFolder batches are
     decoded, augmented and normalised at ``r`` in the workers."""
     de = dist_env or DistEnv()
-    sampler: DistributedSampler[int] = DistributedSampler(range(len(split)),  # type: ignore[arg-type] num_replicas=de.world, rank=de.rank, shuffle=True, seed=seed,
-                                 drop_last=False)
+    indices: Any = range(len(split))  # the sampler only needs len()
+    sampler: DistributedSampler[int] = DistributedSampler(indices, num_replicas=de.world, rank=de.rank,
+                                                          shuffle=True, seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
     order = list(sampler)
     if limit is not None:
