@@ -104,3 +104,15 @@ def write_cifar10(root: Path, per_batch: int = 40) -> Path:
         with open(base / name, "wb") as fh:
             pickle.dump({b"data": data[sl], b"labels": [int(v) for v in d.target[sl]]}, fh)
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where no CUDA GPU is available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
