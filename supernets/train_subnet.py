@@ -175,7 +175,8 @@ def train_subnet(
         inherited = {"top1": validate(student, _batches_on(data.valid, r, None, device, cl))["top1"],
                      "teacher_top1": validate(teacher, _batches_on(data.valid, r, None, device, cl))["top1"]}
         if log:
-            log(f"inherited weights: validation top-1 {inherited['top1']:.2f}% (teacher {inherited['teacher_top1']:.2f}%)")
+            log(f"inherited weights: validation top-1 {inherited['top1']:.2f}% "
+                f"(teacher {inherited['teacher_top1']:.2f}%)")
     n_train = len(data.train) if cfg.train_images is None else min(cfg.train_images, len(data.train))
     steps = math.ceil(n_train / cfg.batch_size)
     total = cfg.epochs * steps
