@@ -48,9 +48,6 @@ def _check_artefact(artefact: dict[str, Any] | None, raw: dict[str, Any], net: A
                     n_classes: int) -> None:
     """Refuse, naming the field, what differs from what the architecture was found with."""
     a = artefact or {}
-    ds = (a.get("dataset") or {}).get("name")
-    if ds and ds != dataset:
-        raise InputError("--dataset", f"the architecture was found on {ds}, not {dataset}")
     if a.get("search_space") not in (None, "mobilenetv3"):
         raise InputError("--config", f"msunas train trains mobilenetv3 architectures, this one is "
                          f"{a['search_space']}", hint="train early-exit nets with msunas export --n-epochs")
@@ -102,6 +99,9 @@ def train(
     ds_name = dataset or ((artefact or {}).get("dataset") or {}).get("name")
     if ds_name is None:
         raise InputError("--dataset", "this config does not say which dataset it was found on")
+    found_on = ((artefact or {}).get("dataset") or {}).get("name")
+    if found_on and found_on != ds_name:
+        raise InputError("--dataset", f"the architecture was found on {found_on}, not {ds_name}")
     root = root if root is not None else ((artefact or {}).get("dataset") or {}).get("root")
     net = load_supernet(_supernet_path(artefact, supernet))
     data = load_dataset(ds_name, root, vld_size)
