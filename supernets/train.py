@@ -11,12 +11,20 @@ small dataset (digits) get meaningful inherited weights in minutes.
 Checkpoints: the ``--out`` file is rewritten atomically after every epoch in once-for-all's format
 (``{"state_dict": ...}``, plus ``"msunas"`` meta and a ``"train_state"`` with optimizer, epoch and RNG states);
 ``resume=True`` continues an unfinished file exactly where it stopped.
+
+Devices and scale (``run``, :class:`supernets.device.RunOptions`): ``cpu``, ``cuda`` or ``cuda:N``; mixed
+precision (bf16 autocast where supported; fp16 with a GradScaler on older GPUs), channels_last, a DataLoader with
+``workers`` processes (pinned memory on CUDA) whose batches are seeded per (epoch, batch, rank) so that a resumed
+run sees the same data. Launched under ``torchrun`` the process group is initialised, the supernet is wrapped in
+``DistributedDataParallel`` (``find_unused_parameters``: each step trains several subnets), each rank reads its
+``DistributedSampler`` shard (``batch_size`` is per process) and only rank 0 evaluates and writes the checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -32,6 +40,7 @@ import torch.nn.functional as F
 
 from supernets import codec, get_search_space
 from supernets.datasets import load_dataset
+from supernets.device import DistEnv, RunOptions, autocast, device_batches, resolve_device, train_loader
 from supernets.errors import InputError
 from supernets.finetune import cosine_lr, param_groups, recalibrate_bn, validate
 from supernets.ofa_supernet import build_supernet, extract_subnet, load_supernet, read_checkpoint, save_supernet
@@ -81,6 +90,7 @@ def train_supernet(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     stop_after: int | None = None,
+    run: RunOptions | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) an elastic supernet as described in the module docstring; returns the final summary.
 
@@ -88,8 +98,27 @@ def train_supernet(
     slices or to test resuming.
 
     Raises ``ValueError`` on bad settings, an existing finished/unrelated ``out`` file without ``resume``, or a
-    resume whose settings differ from the checkpoint's.
+    resume whose settings differ from the checkpoint's (or from its number of processes).
     """
+    run = run or RunOptions()
+    de = DistEnv.from_env()
+    device = resolve_device(run.device, de.local_rank)
+    if run.workers < 0 or run.workers > 256:
+        raise InputError("workers", f"expected 0..256, got {run.workers}")
+    de.start(device)
+    try:
+        return _train(cfg, out, resume, progress, log, stop_after, run, de, device)
+    finally:
+        de.stop()
+
+
+def _train(cfg: TrainConfig, out: Path | str, resume: bool, progress: bool, log: Callable[[str], None] | None,
+           stop_after: int | None, run: RunOptions, de: DistEnv, device: torch.device) -> dict[str, Any]:
+    on_cuda = device.type == "cuda"
+    amp = on_cuda if run.amp is None else bool(run.amp)
+    channels_last = on_cuda if run.channels_last is None else bool(run.channels_last)
+    if not de.main:
+        progress, log = False, None
     out = Path(out).expanduser()
     space: Any = get_search_space("mobilenetv3", lr=cfg.resolution[0], ur=cfg.resolution[1], width_mult=cfg.width_mult)
     if cfg.epochs < 1:
@@ -129,19 +158,33 @@ def train_supernet(
         net = build_supernet(cfg.width_mult, data.n_classes, dropout_rate=cfg.dropout_rate, seed=cfg.seed)
 
     n_train = len(data.train) if cfg.train_images is None else min(cfg.train_images, len(data.train))
-    steps_per_epoch = -(-n_train // cfg.batch_size)
+    per_rank = math.ceil(n_train / de.world)  # DistributedSampler's shard (padded)
+    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    net.to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and autocast_fp16(device))
+    model: nn.Module = net
+    if de.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if on_cuda else None, find_unused_parameters=True)
     rng = np.random.default_rng(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     start_epoch, history = 0, []
     if state is not None:
+        if int(state.get("world_size", 1)) != de.world:
+            raise InputError("resume", f"the checkpoint was trained by {state.get('world_size', 1)} processes, "
+                             f"this run has {de.world}")
         opt.load_state_dict(state["optimizer"])
+        if "scaler" in state and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
         rng.bit_generator.state = state["numpy_rng"]
-        g.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
+        if on_cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         start_epoch = int(state["epoch"])
         history = list(state.get("history", []))
         if start_epoch >= cfg.epochs:
@@ -154,12 +197,12 @@ def train_supernet(
     t_start, c_start = time.perf_counter(), time.process_time()
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            net.train()
+            model.train()
             loss_sum, n_seen = 0.0, 0
             step0 = epoch * steps_per_epoch
-            for i, (x, y) in enumerate(
-                data.train.batches(hi, cfg.batch_size, shuffle=True, augment=True, generator=g, limit=cfg.train_images)
-            ):
+            loader = train_loader(data.train, hi, cfg.batch_size, epoch=epoch, seed=cfg.seed, dist_env=de,
+                                  limit=cfg.train_images, workers=run.workers, pin_memory=on_cuda)
+            for i, (x, y) in enumerate(device_batches(loader, hi, device, channels_last=channels_last)):
                 lr = cosine_lr(cfg.lr, step0 + i, total)
                 for grp in opt.param_groups:
                     grp["lr"] = lr
@@ -167,7 +210,8 @@ def train_supernet(
                 soft: torch.Tensor | None = None
                 for j, sub in enumerate(_sample_configs(space, rng, cfg.n_random)):
                     net.set_active_subnet(ks=sub["ks"], e=sub["e"], d=sub["d"])  # type: ignore[operator]
-                    logits = net(_resize(x, sub["r"]))
+                    with autocast(device, amp):
+                        logits = model(_resize(x, sub["r"])).float()
                     if j == 0:
                         loss = F.cross_entropy(logits, y)
                         soft = F.softmax(logits.detach(), dim=1)
@@ -179,11 +223,22 @@ def train_supernet(
                         loss = cfg.kd_ratio * kd + (1 - cfg.kd_ratio) * F.cross_entropy(logits, y)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {i}; lower --lr")
-                    loss.backward()
+                    scaler.scale(loss).backward()
+                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 pbar.advance(epoch, cfg.epochs, loss_sum / max(n_seen, 1))
-            ev = _epoch_eval(net, data, space, cfg)
+            if de.world > 1:  # the mean training loss over all ranks
+                t = torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(t)
+                loss_sum, n_seen = float(t[0]), int(t[1])
+            if not de.main:  # only rank 0 evaluates and writes; the others wait for it
+                de.barrier()
+                if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+                    break
+                continue
+            ev = _epoch_eval(net, data, space, cfg, device)
             history.append(
                 {
                     "epoch": epoch + 1,
@@ -197,11 +252,15 @@ def train_supernet(
                 "epoch": epoch + 1,
                 "optimizer": opt.state_dict(),
                 "numpy_rng": rng.bit_generator.state,
-                "data_rng": g.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if on_cuda else None,
+                "world_size": de.world,
                 "history": history,
             }
+            if scaler.is_enabled():
+                state["scaler"] = scaler.state_dict()
             _save(net, out, cfg, state, done=epoch + 1 == cfg.epochs, n_classes=data.n_classes)
+            de.barrier()
             pbar.note(
                 f"epoch {epoch + 1}/{cfg.epochs} loss {history[-1]['train_loss']:.3f} "
                 f"top1 max {ev['top1_max']:.1f}% min {ev['top1_min']:.1f}%"
@@ -213,20 +272,33 @@ def train_supernet(
     finally:
         pbar.close()
     done = history[-1]["epoch"] if history else 0
-    return {"out": str(out), "epochs": done, "history": history, "seconds": time.perf_counter() - t_start}
+    return {"out": str(out), "epochs": done, "history": history, "seconds": time.perf_counter() - t_start,
+            "rank": de.rank, "world_size": de.world}
 
 
-def _epoch_eval(net: nn.Module, data: Any, space: Any, cfg: TrainConfig) -> dict[str, float]:
+def autocast_fp16(device: torch.device) -> bool:
+    """Whether autocast on ``device`` runs in float16 (needs a GradScaler) rather than bfloat16."""
+    return device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def _on(batches: Any, device: torch.device) -> Any:
+    for x, y in batches:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _epoch_eval(net: nn.Module, data: Any, space: Any, cfg: TrainConfig, device: torch.device | None = None
+                ) -> dict[str, float]:
     """Validation top-1 of the largest and smallest subnet (BN recalibrated on training images)."""
+    device = device or torch.device("cpu")
     out = {}
     lo, hi = space.resolutions[0], space.resolutions[-1]
     for name, sub in (
         ("max", {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": hi}),
         ("min", {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": lo}),
     ):
-        s = extract_subnet(net, sub)
-        recalibrate_bn(s, (x for x, _ in data.train.batches(sub["r"], 250, limit=cfg.eval_images)))
-        out[f"top1_{name}"] = validate(s, data.valid.batches(sub["r"], 250, limit=cfg.eval_images))["top1"]
+        s = extract_subnet(net, sub).to(device)
+        recalibrate_bn(s, (x for x, _ in _on(data.train.batches(sub["r"], 250, limit=cfg.eval_images), device)))
+        out[f"top1_{name}"] = validate(s, _on(data.valid.batches(sub["r"], 250, limit=cfg.eval_images), device))["top1"]
     return out
 
 

@@ -267,6 +267,8 @@ def _own_data_script(data: Path) -> str:
         ("n_doe: 100", "n_doe: 4"), ("n_iter: 8", "n_iter: 2"), ("iterations: 30", "iterations: 2"),
         ("iter_12.stats", "iter_2.stats"),
         ("--out runs/c10 ", "--out runs/c10 --quiet "),
+        ("--device cuda", "--device cpu"),  # this machine has no GPU
+        ("--epochs 100", "--epochs 1 --train-images 16 --batch-size 8 --vld-size 16"),
     ]
     for a, b in subs:
         assert a in script, f"the README walkthrough changed: {a!r} is gone (update tests/test_docs.py)"
@@ -280,6 +282,8 @@ def test_readme_walkthrough_from_your_own_data(tmp_path: Path) -> None:
     r = _bash(_own_data_script(data), tmp_path, _shell_env(tmp_path))
     assert r.returncode in (0, 3), r.stdout[-2000:] + r.stderr[-3000:]
     assert (tmp_path / "front.png").is_file() and (tmp_path / "net.onnx").is_file()
+    trained = json.loads((tmp_path / "trained" / "net.stats").read_text())
+    assert trained["done"] and "top1_test" in trained["metrics"] and (tmp_path / "trained" / "net.int8.onnx").is_file()
     assert json.loads((tmp_path / "picks" / "net_0.subnet").read_text())["artefact"]["dataset"]["name"] == "cifar10"
     assert len(list((tmp_path / "runs" / "c10").glob("iter_*.stats"))) == 3
     # the README's Python API block, as written, on the walkthrough's (cut-down) spec.yaml

@@ -10,6 +10,7 @@ import typer
 
 from service.cli.app import app
 from supernets import codec
+from supernets.device import RunOptions
 from supernets.errors import InputError
 from supernets.train import TrainConfig, train_digits_supernet, train_supernet
 
@@ -41,8 +42,18 @@ def train(
     init: Annotated[str | None, typer.Option("--init", help="start from this supernet (e.g. an official OFA "
                                              "one)")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    eval_images: Annotated[int, typer.Option("--eval-images", min=1, max=1_000_000, help="images of the "
+                                             "epoch-end check (BN calibration and validation)")] = 500,
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=256, help="torch CPU threads")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished --out checkpoint")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu|cuda|cuda:N (under torchrun: each rank its "
+                                        "LOCAL_RANK GPU)")] = "cpu",
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="mixed precision, bf16 where supported "
+                                             "(default: on for CUDA, off for CPU)")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last "
+                                                       "memory format (default: on for CUDA)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=256, help="DataLoader worker processes "
+                                         "(pinned memory on CUDA)")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train an elastic supernet with the sandwich rule and in-place distillation (see docs/evaluation.md)."""
@@ -61,8 +72,11 @@ def train(
     codec.resolution_grid(*resolution)
     cfg = TrainConfig(dataset=dataset, root=root, vld_size=vld_size, width_mult=width_mult, resolution=resolution,
                       epochs=epochs, batch_size=batch_size, lr=lr, n_random=n_random, train_images=train_images,
-                      init=init, seed=seed)
-    summary = train_supernet(cfg, out, resume=resume, progress=progress, log=typer.echo)
+                      init=init, seed=seed, eval_images=eval_images)
+    run = RunOptions(device=device, amp=amp, channels_last=channels_last, workers=workers)
+    summary = train_supernet(cfg, out, resume=resume, progress=progress, log=typer.echo, run=run)
+    if summary.get("rank", 0) != 0:  # torchrun: rank 0 reports
+        return
     last = summary["history"][-1] if summary["history"] else {}
     typer.echo(f"supernet written to {out} ({summary['epochs']} epochs; validation top-1 of the largest subnet "
                f"{last.get('top1_max', float('nan')):.1f}%, smallest {last.get('top1_min', float('nan')):.1f}%)")
