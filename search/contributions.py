@@ -115,10 +115,12 @@ def measure_contributions(
     if path.exists():
         if resume:
             old = load_table(path, partial_ok=True)
-            if old["artefact"] != dict(artefact) or old["resolutions"] != res:
-                diff = [k for k in artefact if old["artefact"].get(k) != artefact[k]] or ["resolutions"]
-                raise InputError("--resume", f"{path} was measured for another {diff[0]} ({old['artefact'].get(diff[0])!r}"
-                                 f" there, {dict(artefact).get(diff[0], res)!r} now)")
+            diff = [k for k in artefact if k != "msunas_version" and old["artefact"].get(k) != artefact[k]]
+            if diff or old["resolutions"] != res:
+                k = diff[0] if diff else "resolutions"
+                was = old["artefact"].get(k) if diff else old["resolutions"]
+                now = dict(artefact)[k] if diff else res
+                raise InputError("--resume", f"{path} was measured for another {k} ({was!r} there, {now!r} now)")
             measured = {str(k): float(v) for k, v in old["measured"].items()}
         elif not overwrite:
             raise InputError("--out", f"{path} exists", hint="pass --resume to continue it or --overwrite to redo it")

@@ -39,7 +39,6 @@ from search import milp as M
 from search.engine import Engine
 from search.spec import JobSpec, SolverEngineSpec
 from supernets import codec
-from supernets.errors import InputError
 
 __all__ = ["SolverEngine", "bcfw_solve", "evo_solve"]
 
@@ -202,7 +201,7 @@ def evo_solve(acc: M.AdditiveModel, cons: Cons, rng: np.random.Generator, *, pop
         mut = rng.random(child.shape) < 1.0 / len(hi) * 2
         child = np.where(mut, rng.integers(0, hi, size=child.shape), child)
         add(child)
-    for val, g in sorted(seen.values(), key=lambda t: -t[0]):
+    for _, g in sorted(seen.values(), key=lambda t: -t[0]):
         c = cfg_of(g)
         if codec.config_key(c) not in skip and _feasible(c, cons):
             return c

@@ -497,7 +497,7 @@ class JobSpec(_Strict):
         return self
 
     def _solver_rules(self) -> None:
-        """``engine: {kind: solver}`` optimises the bilinear predictor under additive costs (search/engine_solver.py)."""
+        """``engine: {kind: solver}`` optimises the bilinear predictor under additive costs (engine_solver.py)."""
         if self.predictor_spec().name != "bilinear":
             raise InputError("engine.method", "the solvers optimise the bilinear predictor: predictor: bilinear (or "
                              "{name: bilinear, fit: contributions, table: ...})")
