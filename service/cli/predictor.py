@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -85,7 +85,7 @@ def contributions(
         def step(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, name=name)
 
-        table = measure_contributions(top1, out, artefact=artefact, resolutions=list(ev.space.resolutions),
+        table = measure_contributions(top1, out, artefact=artefact, resolutions=list(cast(Any, ev.space).resolutions),
                                       resume=resume, overwrite=overwrite, limit=limit, progress=step)
     state = "complete" if table["complete"] else "partial (continue with --resume)"
     typer.echo(f"{out}: {len(table['measured'])} of {table['n_probes']} measured, {state}; supernet "
