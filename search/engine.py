@@ -622,6 +622,10 @@ class Engine:
         return picked
 
     def _fit_surrogates(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+        if self.spec.predictor_spec().fit == "contributions":  # BINAS's measured table: nothing to fit
+            from search.contributions import table_surrogates
+
+            return table_surrogates(self)
         ok = [r for r in self.archive if r["status"] == "ok"]
         if len(ok) < 2:
             raise InputError("engine", "fewer than 2 successful evaluations; the surrogate cannot be fitted")
@@ -894,7 +898,8 @@ def cnas_subset(f2: np.ndarray, front_f2: np.ndarray, k: int, rng: np.random.Gen
 
 # engine kinds (the spec's ``engine.kind``) -> "module:Class"; each class has Engine's ask/tell/state contract and
 # is imported only when a job asks for it (optional dependencies stay optional)
-ENGINE_KINDS: dict[str, str] = {"msunas": "search.engine:Engine", "botorch": "search.engine_botorch:BotorchEngine"}
+ENGINE_KINDS: dict[str, str] = {"msunas": "search.engine:Engine", "botorch": "search.engine_botorch:BotorchEngine",
+                                "solver": "search.engine_solver:SolverEngine"}
 
 
 def make_engine(spec: JobSpec | Mapping[str, Any] | str | Path) -> Engine:

@@ -305,9 +305,28 @@ class BotorchEngineSpec(_EngineCommon):
     n_gen: int = Field(default=20, ge=1, le=200, description="NSGA-II generations on the GP mean (the pool)")
 
 
+class SolverEngineSpec(_EngineCommon):
+    """One-shot constrained optimisation of the bilinear predictor (``search/engine_solver.py``; docs/search.md)."""
+
+    kind: Literal["solver"] = "solver"
+    method: Literal["milp", "bcfw", "evo"] = Field(
+        default="milp", description="milp: exact integer program; bcfw: block coordinate Frank-Wolfe on the relaxed "
+        "choice probabilities (HardCoRe/BINAS); evo: evolutionary search with the constraints as a hard filter",
+    )
+    n_picks: int = Field(default=4, ge=1, le=100, description="networks proposed: the optimum, then tighter bounds "
+                         "on the second objective")
+    bcfw_iters: int = Field(default=200, ge=2, le=10_000, description="Frank-Wolfe steps per resolution (bcfw)")
+    evo_pop: int = Field(default=100, ge=4, le=5000, description="population of the evolutionary search (evo)")
+    evo_gens: int = Field(default=50, ge=1, le=1000, description="generations of the evolutionary search (evo)")
+    encoding: Literal["auto", "int", "onehot", "both"] = Field(
+        default="auto", description="bilinear features of non-backbone genes (fit: archive)"
+    )
+    cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")
+
+
 #: ``engine``: one spec class per engine kind (``search.engine.ENGINE_KINDS`` maps the kind to its class).
 #: A new kind adds its ``*EngineSpec(_EngineCommon)`` with ``kind: Literal[...]`` to this union.
-EngineSpec = Annotated[MsunasEngineSpec | BotorchEngineSpec, Field(discriminator="kind")]
+EngineSpec = Annotated[MsunasEngineSpec | BotorchEngineSpec | SolverEngineSpec, Field(discriminator="kind")]
 
 
 #: Every spec field that names a file or folder on the machine that runs the search (dotted, as errors name
@@ -456,6 +475,8 @@ class JobSpec(_Strict):
         if (ps.fit == "contributions") != (ps.table is not None):
             raise InputError("predictor.table", "fit: contributions needs table: (a `msunas predictor contributions`"
                              " output), and table is only read by fit: contributions")
+        if self.engine.kind == "solver":
+            self._solver_rules()
         if self.optimizer == "milp":
             if self.predictor_spec().name != "bilinear":
                 raise InputError("optimizer",
@@ -474,6 +495,24 @@ class JobSpec(_Strict):
                     f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
                 )
         return self
+
+    def _solver_rules(self) -> None:
+        """``engine: {kind: solver}`` optimises the bilinear predictor under additive costs (engine_solver.py)."""
+        if self.predictor_spec().name != "bilinear":
+            raise InputError("engine.method", "the solvers optimise the bilinear predictor: predictor: bilinear (or "
+                             "{name: bilinear, fit: contributions, table: ...})")
+        if self.search_space != "mobilenetv3":
+            raise InputError("engine.method", "the solvers support the mobilenetv3 search space only")
+        if self.objectives[0] != "top1_err":
+            raise InputError("engine.method", "the solvers maximise predicted accuracy: the first objective must be "
+                             "top1_err")
+        if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
+            raise InputError("engine.method", "the solvers need an additive second objective (params, macs or "
+                             "latency)")
+        extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
+        if extra:
+            raise InputError("engine.method", f"the solvers support additive constraints params/macs/latency_ms "
+                             f"only, not {extra[0]}")
 
     def _n_var(self) -> int:
         """Genes per genome of this job's search space."""

@@ -5,7 +5,17 @@ exit with code 2; an unreachable server or a server error exits with 1; a search
 feasible architecture exits with 3.
 """
 
-from service.cli import arch, client, db, lut, search, server, supernet, train  # noqa: F401  (register the commands)
+from service.cli import (  # noqa: F401  (register the commands)
+    arch,
+    client,
+    db,
+    lut,
+    predictor,
+    search,
+    server,
+    supernet,
+    train,
+)
 from service.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -238,3 +238,17 @@ def test_concurrent_keyed_posts_give_no_5xx_and_one_job_per_key(db_url: str, tmp
         items = client.get("/jobs?limit=200", headers={"Authorization": f"Bearer {alice}"}).json()["items"]
         assert len(items) == 51
     app.state.db.dispose()
+
+
+def test_solver_engine_jobs_are_accepted(api) -> None:
+    """``engine: {kind: solver}`` is a REST job like any other; what it cannot optimise is a 422 naming the field."""
+    client, alice, _, pred = api
+    for method in ("milp", "bcfw", "evo"):
+        spec = _spec(pred, predictor="bilinear", constraints={"macs": 3e8},
+                     engine={"kind": "solver", "method": method, "n_picks": 2})
+        r = client.post("/jobs", json=spec, headers=alice)
+        assert r.status_code == 202, r.text
+        assert client.get(f"/jobs/{r.json()['id']}", headers=alice).json()["spec"]["engine"]["method"] == method
+    _problem(client.post("/jobs", json=_spec(pred, engine={"kind": "solver"}), headers=alice), 422, "engine.method")
+    _problem(client.post("/jobs", json=_spec(pred, predictor="bilinear", engine={"kind": "solver", "n_picks": 0}),
+                         headers=alice), 422, "engine.n_picks")
