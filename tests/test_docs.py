@@ -121,6 +121,7 @@ class Env:
 ENGINE_CUTS: dict[str, dict[str, Any]] = {
     "msunas": {"pop_size": 8, "n_gen": 2, "cv_folds": 2},
     "botorch": {"pop_size": 8, "n_gen": 2, "pool_size": 100, "mc_samples": 8},
+    "solver": {"n_picks": 2, "bcfw_iters": 20, "evo_pop": 16, "evo_gens": 5, "cv_folds": 2},
 }
 
 
