@@ -41,6 +41,8 @@ def train(
     init: Annotated[str | None, typer.Option("--init", help="start from this supernet (e.g. an official OFA "
                                              "one)")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    method: Annotated[str, typer.Option("--method", help="sandwich (the sandwich rule, default) or hardcore "
+                                        "(HardCoRe-NAS: heaviest first, then multipath)")] = "sandwich",
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=256, help="torch CPU threads")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished --out checkpoint")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
@@ -61,7 +63,7 @@ def train(
     codec.resolution_grid(*resolution)
     cfg = TrainConfig(dataset=dataset, root=root, vld_size=vld_size, width_mult=width_mult, resolution=resolution,
                       epochs=epochs, batch_size=batch_size, lr=lr, n_random=n_random, train_images=train_images,
-                      init=init, seed=seed)
+                      init=init, seed=seed, method=method)
     summary = train_supernet(cfg, out, resume=resume, progress=progress, log=typer.echo)
     last = summary["history"][-1] if summary["history"] else {}
     typer.echo(f"supernet written to {out} ({summary['epochs']} epochs; validation top-1 of the largest subnet "
