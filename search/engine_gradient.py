@@ -209,7 +209,7 @@ class GradientEngine(Engine):
                 y = block.conv(x) * w
                 x = y + block.shortcut(x) if block.shortcut is not None else y
                 outs.append(x)
-            x = sum(zd[s, i] * outs[1 + i] for i in range(3))
+            x = zd[s, 0] * outs[1] + zd[s, 1] * outs[2] + zd[s, 2] * outs[3]
         x = net.final_expand_layer(x)
         x = x.mean(3, keepdim=True).mean(2, keepdim=True)
         x = net.feature_mix_layer(x)
@@ -281,7 +281,7 @@ class GradientEngine(Engine):
                 probs = [torch.tensor(a, dtype=dt, device=self.device, requires_grad=True) for a in P]
             else:
                 probs = [torch.softmax(lg, dim=1) for lg in logits]
-            ce = F.cross_entropy(self.relaxed_forward(net, x, *probs, tau=tau), y)
+            ce = F.cross_entropy(self.relaxed_forward(net, x, probs[0], probs[1], probs[2], tau), y)
             elat = self.lat.expected(*(p.double() for p in probs))
             if o.method == "hardcore":
                 grads = torch.autograd.grad(ce, probs)
