@@ -899,7 +899,8 @@ def cnas_subset(f2: np.ndarray, front_f2: np.ndarray, k: int, rng: np.random.Gen
 # engine kinds (the spec's ``engine.kind``) -> "module:Class"; each class has Engine's ask/tell/state contract and
 # is imported only when a job asks for it (optional dependencies stay optional)
 ENGINE_KINDS: dict[str, str] = {"msunas": "search.engine:Engine", "botorch": "search.engine_botorch:BotorchEngine",
-                                "solver": "search.engine_solver:SolverEngine"}
+                                "solver": "search.engine_solver:SolverEngine",
+                                "gradient": "search.engine_gradient:GradientEngine"}
 
 
 def make_engine(spec: JobSpec | Mapping[str, Any] | str | Path) -> Engine:

@@ -292,7 +292,7 @@ class MsunasEngineSpec(_EngineCommon):
 class BotorchEngineSpec(_EngineCommon):
     """Bayesian multi-objective optimisation with BoTorch (``search/engine_botorch.py``; docs/search.md)."""
 
-    kind: Literal["botorch"] = "botorch"
+    kind: Literal["botorch"]
     acquisition: Literal["qnehvi", "qnparego"] = Field(
         default="qnehvi", description="qnehvi: batch noisy expected HV improvement; qnparego: random Chebyshev "
         "scalarisation per pick (noisy expected improvement)",
@@ -308,7 +308,7 @@ class BotorchEngineSpec(_EngineCommon):
 class SolverEngineSpec(_EngineCommon):
     """One-shot constrained optimisation of the bilinear predictor (``search/engine_solver.py``; docs/search.md)."""
 
-    kind: Literal["solver"] = "solver"
+    kind: Literal["solver"]
     method: Literal["milp", "bcfw", "evo"] = Field(
         default="milp", description="milp: exact integer program; bcfw: block coordinate Frank-Wolfe on the relaxed "
         "choice probabilities (HardCoRe/BINAS); evo: evolutionary search with the constraints as a hard filter",
@@ -324,9 +324,40 @@ class SolverEngineSpec(_EngineCommon):
     cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")
 
 
+class GradientTargetSpec(_Strict):
+    """``tfnas``'s target: the latency its elasticity term pulls the expected latency to."""
+
+    latency_ms: float = Field(gt=0, le=1e6, description="target latency (ms, the job's latency table)")
+
+
+class GradientEngineSpec(_EngineCommon):
+    """Gradient search over the supernet (``search/engine_gradient.py``; docs/search.md): HardCoRe-NAS's block
+    coordinate Frank-Wolfe under the hard limit ``constraints.latency_ms`` (``hardcore``) or TF-NAS's elasticity
+    towards ``target.latency_ms`` (``tfnas``; default: ``constraints.latency_ms``)."""
+
+    kind: Literal["gradient"]
+    method: Literal["hardcore", "tfnas"] = Field(
+        default="hardcore", description="hardcore: Frank-Wolfe steps keep the expected latency under the limit; "
+        "tfnas: Adam on the logits with TF-NAS's |lat/target - 1| term"
+    )
+    steps: int = Field(default=200, ge=1, le=100_000, description="architecture steps (one validation batch each)")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="validation images per step")
+    lr: float = Field(default=0.01, gt=0, le=10, description="tfnas: Adam's learning rate on the logits; hardcore:"
+                      " the largest Frank-Wolfe step (step t: min(lr, 2/(t+2)))")
+    temperature: float = Field(default=5.0, gt=0, le=100, description="Gumbel-softmax temperature at step 0")
+    temperature_min: float = Field(default=0.5, gt=0, le=100, description="temperature at the last step "
+                                   "(exponential decay)")
+    lambda_lat: float = Field(default=0.1, ge=0, le=1000, description="tfnas: weight of |E[lat]/target - 1| "
+                              "(TF-NAS --lambda_lat)")
+    target: GradientTargetSpec | None = Field(default=None, description="tfnas: the target latency (default: "
+                                              "constraints.latency_ms)")
+
+
 #: ``engine``: one spec class per engine kind (``search.engine.ENGINE_KINDS`` maps the kind to its class).
 #: A new kind adds its ``*EngineSpec(_EngineCommon)`` with ``kind: Literal[...]`` to this union.
-EngineSpec = Annotated[MsunasEngineSpec | BotorchEngineSpec | SolverEngineSpec, Field(discriminator="kind")]
+EngineSpec = Annotated[
+    MsunasEngineSpec | BotorchEngineSpec | SolverEngineSpec | GradientEngineSpec, Field(discriminator="kind")
+]
 
 
 #: Every spec field that names a file or folder on the machine that runs the search (dotted, as errors name
@@ -462,6 +493,8 @@ class JobSpec(_Strict):
             raise InputError("supernet", "give either supernet.path or supernet.random_init, not both")
         if self.engine.doe == "cnas" and self.search_space != "mobilenetv3":
             raise InputError("engine.doe", "doe: cnas is CNAS's mobilenetv3 sampler (use ours for eemobilenetv3)")
+        if self.engine.kind == "gradient":
+            self._gradient_rules()
         if self.early_exit is not None and self.search_space != "eemobilenetv3":
             raise InputError("early_exit", "early-exit options need search_space eemobilenetv3")
         ps = self.predictor_spec()
@@ -513,6 +546,23 @@ class JobSpec(_Strict):
         if extra:
             raise InputError("engine.method", f"the solvers support additive constraints params/macs/latency_ms "
                              f"only, not {extra[0]}")
+
+    def _gradient_rules(self) -> None:
+        """``engine: {kind: gradient}`` searches the mobilenetv3 supernet itself on the evaluator's data, against
+        the latency table."""
+        eng = self.engine
+        assert isinstance(eng, GradientEngineSpec)
+        if self.search_space != "mobilenetv3" or self.evaluator.kind != "supernet":
+            raise InputError("engine.kind", "gradient needs search_space mobilenetv3 and evaluator kind supernet"
+                             " (it trains architecture probabilities on the supernet's validation split)")
+        if not self.latency_table:
+            raise InputError("engine.kind", "gradient needs latency_table (its expected latency is the table's)")
+        if eng.method == "hardcore" and "latency_ms" not in self.constraints:
+            raise InputError("engine.method", "hardcore needs constraints.latency_ms (the hard limit T)")
+        if eng.method == "tfnas" and eng.target is None and "latency_ms" not in self.constraints:
+            raise InputError("engine.target", "tfnas needs target.latency_ms or constraints.latency_ms")
+        if eng.temperature_min > eng.temperature:
+            raise InputError("engine.temperature_min", "must not exceed engine.temperature")
 
     def _n_var(self) -> int:
         """Genes per genome of this job's search space."""

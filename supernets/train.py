@@ -44,6 +44,7 @@ from supernets.device import DistEnv, RunOptions, autocast, device_batches, reso
 from supernets.errors import InputError
 from supernets.finetune import cosine_lr, param_groups, recalibrate_bn, validate
 from supernets.ofa_supernet import build_supernet, extract_subnet, load_supernet, read_checkpoint, save_supernet
+from supernets.train_hardcore import hardcore_configs
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     dropout_rate: float = 0.1
     eval_images: int = 500
+    method: str = "sandwich"  # sandwich (default) | hardcore (supernets/train_hardcore.py)
 
 
 def _sample_configs(space: Any, rng: np.random.Generator, n_random: int) -> list[dict[str, Any]]:
@@ -123,6 +125,8 @@ def _train(cfg: TrainConfig, out: Path | str, resume: bool, progress: bool, log:
     space: Any = get_search_space("mobilenetv3", lr=cfg.resolution[0], ur=cfg.resolution[1], width_mult=cfg.width_mult)
     if cfg.epochs < 1:
         raise InputError("epochs", f"expected >= 1, got {cfg.epochs}")
+    if cfg.method not in ("sandwich", "hardcore"):
+        raise InputError("method", f"expected sandwich or hardcore, got {cfg.method!r}")
     if cfg.batch_size < 1:
         raise InputError("batch_size", f"expected >= 1, got {cfg.batch_size}")
     data = load_dataset(cfg.dataset, cfg.root, cfg.vld_size)
@@ -139,8 +143,9 @@ def _train(cfg: TrainConfig, out: Path | str, resume: bool, progress: bool, log:
         mine = _jsonable(asdict(cfg))
         diff = [
             k
-            for k in ("dataset", "width_mult", "resolution", "epochs", "batch_size", "lr", "n_random", "seed")
-            if saved.get(k) != mine.get(k)
+            for k in ("dataset", "width_mult", "resolution", "epochs", "batch_size", "lr", "n_random", "seed",
+                      "method")
+            if saved.get(k, "sandwich" if k == "method" else None) != mine.get(k)
         ]
         if diff:
             raise InputError(
@@ -208,7 +213,9 @@ def _train(cfg: TrainConfig, out: Path | str, resume: bool, progress: bool, log:
                     grp["lr"] = lr
                 opt.zero_grad(set_to_none=True)
                 soft: torch.Tensor | None = None
-                for j, sub in enumerate(_sample_configs(space, rng, cfg.n_random)):
+                subs = (_sample_configs(space, rng, cfg.n_random) if cfg.method == "sandwich"
+                        else hardcore_configs(space, rng, cfg.n_random, epoch, cfg.epochs))
+                for j, sub in enumerate(subs):
                     net.set_active_subnet(ks=sub["ks"], e=sub["e"], d=sub["d"])  # type: ignore[operator]
                     with autocast(device, amp):
                         logits = model(_resize(x, sub["r"])).float()
@@ -318,7 +325,7 @@ def _save(net: nn.Module, out: Path, cfg: TrainConfig, state: dict[str, Any], *,
         complete=done,
         train_config=_jsonable(asdict(cfg)),
         dropout_rate=cfg.dropout_rate,
-        method="sandwich+inplace-distillation",
+        method="sandwich+inplace-distillation" if cfg.method == "sandwich" else "hardcore-heaviest-first+multipath",
         history=state.get("history", []),
         extra=None if done else {"train_state": state},  # a finished supernet keeps weights and metadata only
     )

@@ -44,6 +44,8 @@ def train(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     eval_images: Annotated[int, typer.Option("--eval-images", min=1, max=1_000_000, help="images of the "
                                              "epoch-end check (BN calibration and validation)")] = 500,
+    method: Annotated[str, typer.Option("--method", help="sandwich (the sandwich rule, default) or hardcore "
+                                        "(HardCoRe-NAS: heaviest first, then multipath)")] = "sandwich",
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=256, help="torch CPU threads")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished --out checkpoint")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu|cuda|cuda:N (under torchrun: each rank its "
@@ -72,7 +74,7 @@ def train(
     codec.resolution_grid(*resolution)
     cfg = TrainConfig(dataset=dataset, root=root, vld_size=vld_size, width_mult=width_mult, resolution=resolution,
                       epochs=epochs, batch_size=batch_size, lr=lr, n_random=n_random, train_images=train_images,
-                      init=init, seed=seed, eval_images=eval_images)
+                      init=init, seed=seed, eval_images=eval_images, method=method)
     run = RunOptions(device=device, amp=amp, channels_last=channels_last, workers=workers)
     summary = train_supernet(cfg, out, resume=resume, progress=progress, log=typer.echo, run=run)
     if summary.get("rank", 0) != 0:  # torchrun: rank 0 reports

@@ -129,7 +129,8 @@ def test_contract_all_checks(api_schema: Any) -> None:
 # the schema says [1.0, 1.2] (a float enum breaks generated clients). Every other per-field limit (bounds, enums,
 # key names) is in the schema.
 CROSS_FIELD_RULES = {"evaluator", "early_exit", "search_space", "resolution", "optimizer", "supernet", "engine.doe",
-                     "predictor.variant", "predictor.fit", "predictor.table", "engine.method",
+                     "engine.kind", "engine.method", "engine.target", "engine.temperature_min",
+                     "predictor.variant", "predictor.fit", "predictor.table",
                      "width_mult"}
 
 
