@@ -149,6 +149,7 @@ class BotorchEngine(Engine):
         from botorch.sampling.normal import SobolQMCNormalSampler
         from botorch.utils.multi_objective.scalarization import get_chebyshev_scalarization
 
+        _no_fused_kernel()
         engine, ref_f2 = self, float(self.ref_point[1])
 
         class ExactCost(MCMultiOutputObjective):  # type: ignore[misc]
@@ -180,7 +181,7 @@ class BotorchEngine(Engine):
 
         cpu0 = time.process_time()
         seed = int(self.rng.integers(2**31 - 1))
-        torch.manual_seed(seed)
+        self._seed_globals(seed)  # numpy's global RNG too: the pool's NSGA-II operators draw from it
         t0 = time.perf_counter()
         gp, X_train, _ = self._fit_gp(seed)
         timing: dict[str, float] = {"fit": time.perf_counter() - t0}
@@ -222,6 +223,16 @@ class BotorchEngine(Engine):
             "timing": timing,
             "pool": len(pool),
         }
+
+
+def _no_fused_kernel() -> None:
+    """Keep qLogNEHVI on its pure-PyTorch path: BoTorch >= 0.17 otherwise JIT-compiles a C++ kernel
+    (``-march=native``) on first use, which takes minutes behind a file lock shared by every process of the user
+    and could make results depend on the machine that compiled it (exact resume elsewhere)."""
+    import botorch.acquisition.multi_objective.logei as logei
+
+    if getattr(logei, "_C", None) is None:
+        logei._load_attempted = True
 
 
 class _Zero:

@@ -106,6 +106,7 @@ def test_bad_knob_names_the_field(oracle_path: Path, knob: dict[str, Any], field
     assert field in str(e.value)
 
 
-def test_three_objectives_are_refused(oracle_path: Path) -> None:
-    with pytest.raises(InputError, match="two objectives"):
-        BotorchEngine(load_spec(bo_spec(oracle_path, objectives=["top1_err", "macs", "params"])))
+def test_single_objective_is_refused_naming_the_field(oracle_path: Path) -> None:
+    with pytest.raises(InputError, match="two objectives") as e:
+        make_engine(load_spec(bo_spec(oracle_path, objectives=["top1_err"])))
+    assert e.value.field == "objectives"
