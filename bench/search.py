@@ -210,6 +210,7 @@ def main() -> None:
             r = fn(s)
             runs[name].append(r)
             print(f"{name:40s} seed {s}: hv {r['hv']:.5f} evals {r['evals']}", flush=True)
+            print("RUN " + json.dumps({"name": name, "seed": s, **r}), flush=True)
 
     go("random@340", lambda s: run_random(prob, s, 340))
     go("nsga2@340", lambda s: run_nsga2(prob, s, 340, 40))
