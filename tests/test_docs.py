@@ -122,7 +122,9 @@ def runnable(doc: dict[str, Any], env: Env) -> dict[str, Any]:
     spec = load_spec(doc)  # the documented one, with every default filled in
     d = copy.deepcopy(doc)
     d.update(n_doe=4, n_iter=2, iterations=1)
-    d["engine"] = {**d.get("engine", {}), "pop_size": 8, "n_gen": 2, "cv_folds": 2}
+    eng = dict(d.get("engine", {}))
+    small = {"cv_folds": 2} if eng.get("kind", "msunas") == "msunas" else {"pool_size": 50, "fit_maxiter": 10}
+    d["engine"] = {**eng, "pop_size": 8, "n_gen": 2, **small}
     ds = dict(d.get("dataset") or {})
     if spec.dataset.root is not None:
         ds["root"] = env.dataset(spec.dataset.name)
