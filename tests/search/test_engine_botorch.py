@@ -1,5 +1,4 @@
-"""The BoTorch engine (``engine: {kind: botorch}``) on the oracle problem: runs, resumes exactly, respects hard
-constraints, and is reachable through the CLI like the default engine."""
+"""The BoTorch engine (engine kind botorch): end to end, exact resume, qNParEGO, hard constraints, bad knobs."""
 
 from __future__ import annotations
 
@@ -7,87 +6,107 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from search.engine import Engine, make_engine
 from search.engine_botorch import BotorchEngine
-from search.evaluator import get_evaluator
+from search.evaluator import Evaluator, get_evaluator
+from search.objectives import exact_costs
+from search.runner import run_search
 from search.spec import load_spec
 from supernets.errors import InputError
 from tests.search.conftest import small_spec
-from tests.search.test_engine import comparable, run
+
+# small knobs: a few hundred pool designs and a short GP fit keep an iteration around a second
+KNOBS = {"kind": "botorch", "pool_size": 200, "pop_size": 16, "n_gen": 4, "fit_maxiter": 30, "mc_samples": 16}
 
 
 def bo_spec(oracle: Path, **kw: Any) -> dict[str, Any]:
-    """A small botorch job: 12 designs, then 2 iterations of 3 (small pool, few MC samples)."""
-    engine = {"kind": "botorch", "pool_size": 200, "mc_samples": 16, "pop_size": 16, "n_gen": 3,
-              **kw.pop("engine", {})}
-    spec = small_spec(oracle, **{"iterations": 2, **kw})
-    spec["engine"] = engine
+    spec = small_spec(oracle, **{k: v for k, v in kw.items() if k != "engine"})
+    spec["engine"] = {**KNOBS, **kw.get("engine", {})}
     return spec
 
 
-@pytest.mark.parametrize("acquisition", ["qnehvi", "qnparego"])
-def test_botorch_engine_proposes_new_distinct_designs(oracle_path: Path, acquisition: str) -> None:
-    spec = load_spec(bo_spec(oracle_path, engine={"acquisition": acquisition}))
-    eng = make_engine(spec)
-    assert isinstance(eng, BotorchEngine)
-    eng = run(eng, get_evaluator(spec))
-    assert len(eng.archive) == 12 + 2 * 3
-    assert len({r["key"] for r in eng.archive}) == len(eng.archive)
-    later = eng.history[1:]
-    assert all(h["surrogate"]["model"] == f"gp (botorch {acquisition})" for h in later)
-    assert all(h["timing"]["overhead"] > 0 and len(h["candidates"]) == 3 for h in later)
-    # the second objective of each proposal is exact: predicted f2 equals the evaluated f2
-    for h in later:
-        for c in h["candidates"]:
-            assert c["predicted"][1] == pytest.approx(c["objectives"][1], rel=1e-9)
-    assert eng.history[-1]["hv"] >= eng.history[0]["hv"]
+def run(engine: Engine, evaluator: Evaluator, stop_after: int | None = None) -> Engine:
+    while engine.has_next():
+        if stop_after is not None and engine.iteration > stop_after:
+            break
+        cands = engine.ask()
+        engine.tell([evaluator.evaluate(c) for c in cands])
+    return engine
 
 
-def test_botorch_resume_after_iteration_k_is_exact(oracle_path: Path) -> None:
-    spec = load_spec(bo_spec(oracle_path))
+def comparable(archive: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["key"], r["iteration"], r["status"], tuple(r["objectives"] or ()), r["error"]) for r in archive]
+
+
+def test_run_search_writes_a_botorch_run(oracle_path: Path, tmp_path: Path) -> None:
+    res = run_search(bo_spec(oracle_path, iterations=3), tmp_path / "run", threads=1)
+    assert len(res.archive) == 12 + 3 * 3
+    assert len({r["key"] for r in res.archive}) == len(res.archive)  # never an archived design again
+    hvs = [h["hv"] for h in res.history]
+    assert len(hvs) == 4 and all(b >= a for a, b in zip(hvs, hvs[1:], strict=False)) and hvs[-1] > hvs[0]
+    last = res.history[-1]
+    assert last["surrogate"]["model"] == "gp (botorch qnehvi)" and last["surrogate"]["n_train"] == 18
+    for k in ("fit", "search", "select", "overhead"):
+        assert last["timing"][k] >= 0
+    assert (tmp_path / "run" / "iter_3.stats").is_file()
+    # resuming the run folder from iteration 1 gives the same archive
+    again = run_search(bo_spec(oracle_path, iterations=3), tmp_path / "again", threads=1,
+                       resume=tmp_path / "run" / "iter_1.stats")
+    assert comparable(again.archive) == comparable(res.archive)
+
+
+def test_make_engine_picks_the_kind_and_resume_is_exact(oracle_path: Path) -> None:
+    spec = load_spec(bo_spec(oracle_path, iterations=3))
     ev = get_evaluator(spec)
     full = run(make_engine(spec), ev)
+    assert isinstance(full, BotorchEngine)
     part = run(make_engine(spec), ev, stop_after=1)
-    blob = json.dumps(part.state_dict())  # through a JSON string, as the database holds it
-    resumed = Engine.from_state(json.loads(blob))
+    assert part.iteration == 2
+    blob = json.loads(json.dumps(part.state_dict()))  # through JSON, as the database holds it
+    nxt = part.ask()
+    resumed = Engine.from_state(blob)
     assert isinstance(resumed, BotorchEngine)
+    assert resumed.ask() == nxt  # the identical next ask
     run(resumed, ev)
     assert comparable(resumed.archive) == comparable(full.archive)
     assert [h["hv"] for h in resumed.history] == [h["hv"] for h in full.history]
 
 
-def test_botorch_hard_constraint_is_never_broken_by_a_proposal(oracle_path: Path) -> None:
-    probe = make_engine(load_spec(bo_spec(oracle_path)))
-    macs = probe.objectives.costs(probe.space.sample(200, np.random.default_rng(0)))["macs"]
-    limit = float(np.quantile(macs, 0.3))
-    spec = load_spec(bo_spec(oracle_path, constraints={"macs": limit}, constraint_mode="hard"))
+def test_qnparego_runs_and_proposes_distinct_new_designs(oracle_path: Path) -> None:
+    spec = load_spec(bo_spec(oracle_path, iterations=2, engine={"acquisition": "qnparego"}))
     eng = run(make_engine(spec), get_evaluator(spec))
-    later = [r for r in eng.archive if r["iteration"] > 0]
-    assert later and all(r["metrics"]["macs"] <= limit for r in later)
+    assert len(eng.archive) == 12 + 2 * 3 and len({r["key"] for r in eng.archive}) == len(eng.archive)
+    assert eng.history[-1]["surrogate"]["model"] == "gp (botorch qnparego)"
+    assert eng.history[-1]["hv"] >= eng.history[0]["hv"] > 0
 
 
-def test_botorch_refuses_what_it_cannot_model(oracle_path: Path) -> None:
+def test_hard_constraint_is_respected(oracle_path: Path) -> None:
+    limit = 220e6
+    spec = load_spec(bo_spec(oracle_path, constraint_mode="hard", constraints={"macs": limit}, iterations=2))
+    ev = get_evaluator(spec)
+    eng = make_engine(spec)
+    while eng.has_next():
+        cands = eng.ask()
+        assert (exact_costs(cands, 1.2, 1000)["macs"] <= limit).all()
+        eng.tell([ev.evaluate(c) for c in cands])
+    assert all(r["feasible"] for r in eng.archive) and eng.front()
+
+
+@pytest.mark.parametrize(("knob", "field"), [
+    ({"pool_size": 10}, "engine.pool_size"),
+    ({"acquisition": "qei"}, "engine.acquisition"),
+    ({"mc_samples": 10**6}, "engine.mc_samples"),
+    ({"cv_folds": 3}, "engine.cv_folds"),  # an msunas knob is not a botorch knob
+])
+def test_bad_knob_names_the_field(oracle_path: Path, knob: dict[str, Any], field: str) -> None:
     with pytest.raises(InputError) as e:
+        load_spec(bo_spec(oracle_path, engine=knob))
+    assert field in str(e.value)
+
+
+def test_single_objective_is_refused_naming_the_field(oracle_path: Path) -> None:
+    with pytest.raises(InputError, match="two objectives") as e:
         make_engine(load_spec(bo_spec(oracle_path, objectives=["top1_err"])))
     assert e.value.field == "objectives"
-    with pytest.raises(InputError) as e:
-        load_spec(bo_spec(oracle_path, engine={"pool_size": 10}))
-    assert e.value.field == "engine.pool_size"
-    with pytest.raises(InputError) as e:
-        load_spec(bo_spec(oracle_path, engine={"acquisition": "ei"}))
-    assert e.value.field == "engine.acquisition"
-
-
-def test_botorch_search_through_the_cli(oracle_path: Path, tmp_path: Path) -> None:
-    from service.cli import main
-
-    spec_file = tmp_path / "bo.json"
-    spec_file.write_text(json.dumps(bo_spec(oracle_path, iterations=1)))
-    out = tmp_path / "run"
-    main(["search", str(spec_file), "--out", str(out), "--quiet"])
-    stats = json.loads((out / "iter_1.stats").read_text())
-    assert len(stats["archive"]) == 12 + 3
-    assert stats["surrogate"]["model"] == "gp (botorch qnehvi)"
