@@ -105,11 +105,20 @@ def evaluator_throughput(device: str, data: DatasetSplits, r: tuple[int, int], s
 
 
 def train_throughput(device: str, s: dict[str, Any]) -> dict[str, Any]:
-    """Supernet-training images/s, fp32 and AMP, through supernets.train's public API where it can say so."""
+    """Supernet-training images/s, fp32 and AMP, through supernets.train's public API: ``train_supernet(cfg, out,
+    run=RunOptions(device=..., amp=...))`` where it takes ``run``, else ``TrainConfig`` fields if it has them."""
+    import inspect
+
     try:
         from supernets.train import TrainConfig, train_supernet
     except ImportError as e:
         return {"skipped": f"supernets.train has no public TrainConfig/train_supernet ({e})"}
+    run_options: Any = None
+    if "run" in inspect.signature(train_supernet).parameters:
+        try:
+            from supernets.device import RunOptions as run_options
+        except ImportError:
+            run_options = None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     out: dict[str, Any] = {}
     for amp in (False, True):
@@ -118,22 +127,27 @@ def train_throughput(device: str, s: dict[str, Any]) -> dict[str, Any]:
                               "train_images": s["train_steps_images"], "seed": 0}
         if "eval_images" in fields:
             kw["eval_images"] = 100
-        if device != "cpu":
-            if "device" not in fields:
-                out[key] = {"skipped": "supernets.train.TrainConfig has no 'device' field on this branch"}
-                continue
-            kw["device"] = device
-        if amp:
-            if "amp" not in fields:
-                out[key] = {"skipped": "supernets.train.TrainConfig has no 'amp' field on this branch"}
-                continue
-            kw["amp"] = True
+        extra: dict[str, Any] = {}
+        if amp and device == "cpu":
+            out[key] = {"skipped": "AMP is measured on CUDA (bfloat16 autocast on this CPU is slow, not a target)"}
+            continue
+        if run_options is not None:
+            extra["run"] = run_options(device=device, amp=amp)
+        elif device != "cpu" and "device" not in fields:
+            out[key] = {"skipped": "supernets.train takes no device on this branch"}
+            continue
+        elif amp and "amp" not in fields:
+            out[key] = {"skipped": "supernets.train takes no amp setting on this branch"}
+            continue
+        else:
+            kw.update({"device": device} if device != "cpu" else {}, **({"amp": True} if amp else {}))
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
-            train_supernet(TrainConfig(**kw), Path(d) / "sn.pt", progress=False, log=None)
+            train_supernet(TrainConfig(**kw), Path(d) / "sn.pt", progress=False, log=None, **extra)
             sec = time.perf_counter() - t
         out[key] = {"images_per_s": round(s["train_steps_images"] / sec, 1), "seconds": round(sec, 2),
-                    "note": "one epoch incl. its end-of-epoch evaluation; images of the training batches"}
+                    "note": "one epoch incl. its end-of-epoch evaluation; images of the training batches"
+}
     return out
 
 
