@@ -592,7 +592,7 @@ def union_tags() -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
     for name, f in JobSpec.model_fields.items():
         tags = {
-            a.model_fields["kind"].default
+            typing.get_args(a.model_fields["kind"].annotation)[0]  # kind: Literal["tag"] (required or defaulted)
             for a in typing.get_args(f.annotation)
             if isinstance(a, type) and issubclass(a, BaseModel) and "kind" in a.model_fields
         }
