@@ -10,12 +10,13 @@ import pytest
 
 from search.engine import Engine, make_engine
 from search.engine_botorch import BotorchEngine
-from search.evaluator import Evaluator, get_evaluator
+from search.evaluator import get_evaluator
 from search.objectives import exact_costs
 from search.runner import run_search
 from search.spec import load_spec
 from supernets.errors import InputError
 from tests.search.conftest import small_spec
+from tests.search.test_engine import comparable, run
 
 # small knobs: a few hundred pool designs and a short GP fit keep an iteration around a second
 KNOBS = {"kind": "botorch", "pool_size": 200, "pop_size": 16, "n_gen": 4, "fit_maxiter": 30, "mc_samples": 16}
@@ -25,19 +26,6 @@ def bo_spec(oracle: Path, **kw: Any) -> dict[str, Any]:
     spec = small_spec(oracle, **{k: v for k, v in kw.items() if k != "engine"})
     spec["engine"] = {**KNOBS, **kw.get("engine", {})}
     return spec
-
-
-def run(engine: Engine, evaluator: Evaluator, stop_after: int | None = None) -> Engine:
-    while engine.has_next():
-        if stop_after is not None and engine.iteration > stop_after:
-            break
-        cands = engine.ask()
-        engine.tell([evaluator.evaluate(c) for c in cands])
-    return engine
-
-
-def comparable(archive: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(r["key"], r["iteration"], r["status"], tuple(r["objectives"] or ()), r["error"]) for r in archive]
 
 
 def test_run_search_writes_a_botorch_run(oracle_path: Path, tmp_path: Path) -> None:
