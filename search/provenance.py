@@ -129,6 +129,16 @@ def arch_artefact(config: Mapping[str, Any], desc: Mapping[str, Any]) -> dict[st
     return {**desc, "resolution": int(r[0] if isinstance(r, list | tuple) else r) if r is not None else None}
 
 
+def check_artefact(spec: JobSpec, artefact: Mapping[str, Any] | None) -> None:
+    """Refuse to evaluate or train with another supernet than the job was submitted with (the file changed)."""
+    stored = (artefact or {}).get("supernet") or {}
+    if stored.get("sha256"):
+        now = supernet_ref(spec)
+        if now.get("sha256") != stored["sha256"]:
+            raise InputError("supernet.path", f"the supernet differs from the one the job was submitted with "
+                             f"({supernet_id(now)} != {supernet_id(stored)})")
+
+
 def load_job_supernet(spec: JobSpec, ref: Mapping[str, Any] | None = None) -> nn.Module:
     """The supernet the job's candidates inherit their weights from (checked against the spec)."""
     ref = ref if ref is not None else supernet_ref(spec)

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: API tokens, jobs, iterations, evaluated architectures, evaluation tasks, idempotency keys.
+"""SQLAlchemy 2 models: API tokens, jobs, iterations, evaluated architectures, evaluation tasks, idempotency keys,
+trainings of archived architectures and their files.
 
 Every query the API and the workers make has an index (named ``ix_*``; see the migration):
 - a token by hash (auth), a job by owner + id (listing with cursor, state filter), idempotency key by owner + key;
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -34,6 +36,7 @@ IdType = BigInteger().with_variant(Integer(), "sqlite")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATES = ("queued", "running")
 TASK_STATES = ("pending", "running", "done", "cancelled")
+TRAINING_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def utcnow() -> dt.datetime:
@@ -171,3 +174,45 @@ class IdempotencyKey(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("owner_id", "key", name="uq_idempotency_owner_key"),)
+
+
+class Training(Base):
+    """One archived architecture trained to convergence (``POST /jobs/{id}/archs/{arch_id}/train``). Leased by
+    one worker at a time like an evaluation task (``attempt`` is the fencing token); the checkpoint of the last
+    finished epoch is a :class:`TrainingFile`, so a training whose worker died continues on any other worker."""
+
+    __tablename__ = "trainings"
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    arch_id: Mapped[int] = mapped_column(ForeignKey("architectures.id", ondelete="CASCADE"))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires: Mapped[float] = mapped_column(Float, default=0.0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    n_lost: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (
+        Index("ix_trainings_job_id", "job_id", "id"),
+        Index("ix_trainings_claim", "state", "lease_expires", "id"),
+    )
+
+
+class TrainingFile(Base):
+    """A file a training wrote (checkpoint.pth while it runs; net.pth, net.onnx, net.int8.onnx, net.stats)."""
+
+    __tablename__ = "training_files"
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("training_id", "name", name="uq_training_files_name"),)

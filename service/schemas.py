@@ -158,6 +158,62 @@ class Selection(_Out):
     items: list[ArchOut]
 
 
+TrainingState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TrainingFileName = Literal["net.pth", "net.onnx", "net.int8.onnx", "net.stats"]
+
+
+class TrainRequest(BaseModel):
+    """Body of ``POST /jobs/{id}/archs/{arch_id}/train``: the options of ``msunas train`` (KD from the supernet's
+    largest subnet, cosine schedule, label smoothing, optional EMA). The device is the job's evaluator device."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(default=30, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    lr: float = Field(default=0.02, gt=0.0, le=10.0, description="peak learning rate (cosine to 0)")
+    label_smoothing: float = Field(default=0.1, ge=0.0, le=0.99)
+    kd_ratio: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of the distillation loss")
+    ema: bool = Field(default=False, description="keep and evaluate an EMA of the weights")
+    ema_decay: float = Field(default=0.999, ge=0.0, le=0.999999)
+    train_images: int | None = Field(default=None, ge=1, le=100_000_000, description="images per epoch (default: "
+                                     "the whole training split)")
+    int8: bool = Field(default=True, description="also write net.int8.onnx (its top-1 and latency measured)")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class TrainingFileOut(_Out):
+    """A file of a succeeded training (``GET .../trainings/{training_id}/files/{name}``)."""
+
+    name: TrainingFileName
+    size: int = Field(description="bytes")
+    sha256: str
+
+
+class TrainingOut(_Out):
+    """One training of an archived architecture: state, epochs done, per-epoch history, and when it succeeded the
+    measured figures (``top1``, ``top1_test``, ``top1_int8``: % on the job's validation/test split;
+    ``latency_ms_fp32``/``latency_ms_int8``: ONNX Runtime CPU, batch 1, 1 thread, median) and its files."""
+
+    id: int
+    job_id: int
+    arch_id: int
+    state: TrainingState
+    options: TrainRequest
+    epoch: int = Field(description="epochs finished (stored checkpoint)")
+    epochs: int
+    history: list[dict[str, Any]] = Field(description="per epoch: train_loss, top1_valid, elapsed_s")
+    metrics: dict[str, Any] | None
+    error: str | None
+    files: list[TrainingFileOut]
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class TrainingList(_Out):
+    """A job's trainings, oldest first."""
+
+    items: list[TrainingOut]
+
+
 class TokenInfo(_Out):
     """The calling token (``GET /tokens/me``)."""
 

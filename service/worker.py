@@ -28,12 +28,13 @@ from typing import Any
 
 from search.engine import make_engine
 from search.evaluator import EvalResult, Evaluator, get_evaluator
-from search.provenance import supernet_id, supernet_ref
-from search.spec import JobSpec
+from search.provenance import check_artefact
 from search.threads import configure_threads
 from service import repository as repo
+from service import trainings as tr
 from service.db import Database, StorageError, check_schema
 from service.settings import Settings
+from service.train_runner import train_claimed
 from supernets import get_search_space
 from supernets.errors import InputError
 from supernets.interrupt import Interrupted, interruptible
@@ -83,16 +84,6 @@ class _Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join(timeout=5)
-
-
-def check_artefact(spec: JobSpec, artefact: dict[str, Any] | None) -> None:
-    """Refuse to evaluate with another supernet than the job was submitted with (the file changed since)."""
-    stored = (artefact or {}).get("supernet") or {}
-    if stored.get("sha256"):
-        now = supernet_ref(spec)
-        if now.get("sha256") != stored["sha256"]:
-            raise InputError("supernet.path", f"the supernet differs from the one the job was submitted with "
-                             f"({supernet_id(now)} != {supernet_id(stored)})")
 
 
 class Worker:
@@ -168,7 +159,41 @@ class Worker:
             self.run_task(task)
             self.n_tasks += 1
             return True
+        training = tr.claim_training(self.db, self.id, lease, self.settings.max_attempts)
+        if training is not None:
+            self.run_training(training)
+            self.n_tasks += 1
+            return True
         return False
+
+    # -------------------------------------------------------------------------------------------- training
+    def run_training(self, claim: tr.TrainingClaim) -> None:
+        """Train a leased archived architecture to convergence (epoch checkpoints stored as it goes); a cancelled
+        training or a lost lease stops at the next batch, a stopping worker hands it back at the next epoch's end,
+        an error fails the training with its reason."""
+        lease = self.settings.lease_seconds
+        with _Heartbeat(lambda: tr.heartbeat_training(self.db, claim, lease),
+                        min(lease, 3 * TASK_CHECK_SECONDS)) as hb:
+            try:
+                with interruptible(hb.lost_event):
+                    done = train_claimed(self.db, claim, stop=self.stop_requested)
+            except Interrupted:
+                log.info("worker %s: training %d stopped (cancelled or its lease lost)", self.id, claim.training_id)
+                return
+            except StorageError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a training that cannot run fails with its reason
+                log.error("worker %s: training %d failed\n%s", self.id, claim.training_id,
+                          traceback.format_exc(limit=5))
+                tr.fail_training(self.db, claim, f"{type(e).__name__}: {e}")
+                return
+        if done is None:  # stopped at an epoch's end: a stopping worker hands it back (it continues from there)
+            if self.stop_requested.is_set() and not hb.lost:
+                tr.release_training(self.db, claim)
+            return
+        if hb.lost or not tr.complete_training(self.db, claim, *done):
+            log.warning("worker %s: training %d finished after its lease was lost; result dropped",
+                        self.id, claim.training_id)
 
     # ------------------------------------------------------------------------------------------------ task
     def _evaluator(self, claim: repo.TaskClaim) -> Evaluator:

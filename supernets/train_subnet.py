@@ -119,9 +119,11 @@ def train_subnet(
     metadata: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None,
     log: Callable[[str], None] | None = print,
     stop_after: int | None = None,
+    on_epoch: Callable[[int, list[dict[str, Any]]], bool] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` (ks, e, d, r) as described in the module docstring; returns the ``net.stats`` document
-    (``done: False`` after ``stop_after`` epochs of this call). ``metadata(metrics)``: the ONNX files'
+    (``done: False`` after ``stop_after`` epochs of this call, or when ``on_epoch(epoch, history)``, called once
+    each epoch's checkpoint is written, returns False). ``metadata(metrics)``: the ONNX files'
     ``metadata_props``."""
     cfg = cfg or SubnetTrainConfig()
     run = run or RunOptions()
@@ -224,6 +226,8 @@ def train_subnet(
         if scaler.is_enabled():
             state["scaler"] = scaler.state_dict()
         save_atomic(state, out / "checkpoint.pth")
+        if on_epoch is not None and not on_epoch(epoch + 1, history):
+            return {"done": False, "epochs": epoch + 1, "history": history}
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < cfg.epochs:
             return {"done": False, "epochs": epoch + 1, "history": history}
     final = (ema.module if ema is not None else student).eval()

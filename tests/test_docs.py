@@ -316,6 +316,8 @@ def test_readme_walkthrough_of_the_service(tmp_path: Path) -> None:
         ("localhost:8000", f"localhost:{port}"),
         ("archs/17/", "archs/1/"),
         ("msunas watch 1", "msunas watch 1 --interval 0.5"),
+        ("--arch 17 --out trained/ --epochs 30", "--arch 1 --out trained/ --epochs 1 --train-images 16 --batch-size 8 "
+         "--interval 0.5"),
     ]
     for a, b in subs:
         assert a in script, f"the README service block changed: {a!r} is gone (update tests/test_docs.py)"
@@ -330,3 +332,5 @@ def test_readme_walkthrough_of_the_service(tmp_path: Path) -> None:
         time.sleep(0.5)
     assert r.returncode in (0, 3), r.stdout[-2000:] + r.stderr[-3000:] + (tmp_path / "serve.log").read_text()[-2000:]
     assert (tmp_path / "net.onnx").stat().st_size > 1000 and (tmp_path / "front.png").is_file()
+    trained = json.loads((tmp_path / "trained" / "net.stats").read_text())  # trained by the server's worker
+    assert trained["done"] and trained["epochs"] == 1 and (tmp_path / "trained" / "net.int8.onnx").is_file()
