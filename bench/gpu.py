@@ -4,6 +4,9 @@
    subnets inherited from a random-init supernet, on digits (8x8 upscaled) and on CIFAR-sized inputs (32x32x3,
    10 classes: CIFAR-10 from ``--cifar-root`` when given, else synthesised from digits: upscaled to 32x32,
    3 channels with a seeded colour gain per image). The first candidate (warm-up: caches, cuDNN) is not counted.
+   Concurrency: the same evaluation in K worker processes sharing the device (what ``msunas worker
+   --concurrency K`` does with ``evaluator.device: cuda``): candidates per hour of all K together, K = 1, 2, 4 on a
+   GPU (1, 2 on a CPU), so the figure says whether several candidates at once help on that device.
 2. Supernet training images/s with and without AMP through ``supernets.train``'s public API (``TrainConfig`` +
    ``train_supernet``); a figure its ``TrainConfig`` cannot express (no ``device``/``amp`` field) is skipped with
    a message. Images/s counts training-batch images (each trains 2 + n_random subnets).
@@ -192,12 +195,54 @@ def lut_vs_measured(device: str, s: dict[str, Any]) -> dict[str, Any]:
             "seconds_lut": round(t_lut, 1), "seconds_measure": round(time.perf_counter() - t, 1)}
 
 
+def _concurrent_child(device: str, r: tuple[int, int], s: dict[str, Any], start: Any, q: Any) -> None:
+    if device == "cpu":
+        torch.set_num_threads(1)
+    data, _ = cifar_sized(None)
+    ev_opts = {"kind": "supernet", "device": device, "n_epochs": 1, "batch_size": s["batch"],
+               "bn_calib_images": s["calib"], "train_images": s["train_images"]}
+    spec = load_spec({"dataset": {"name": "digits", "vld_size": 300}, "supernet": {"random_init": True},
+                      "resolution": list(r), "evaluator": ev_opts, "seed": 0})
+    ev = SupernetEvaluator(spec, supernet=build_supernet(1.0, 10, seed=0), data=data)
+    configs = get_search_space("mobilenetv3", lr=r[0], ur=r[1]).sample(s["candidates"] + 1, np.random.default_rng(0))
+    ev.evaluate(configs[0])  # warm-up, before the common start
+    start.wait()
+    t = time.perf_counter()
+    for c in configs[1:]:
+        ev.evaluate(c)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    q.put(time.perf_counter() - t)
+
+
+def evaluator_concurrency(device: str, s: dict[str, Any]) -> dict[str, Any]:
+    """Candidates/hour of K evaluator processes sharing ``device`` (CIFAR-sized inputs), K = 1, 2(, 4)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {}
+    for k in (1, 2, 4) if device.startswith("cuda") else (1, 2):
+        start, q = ctx.Barrier(k + 1), ctx.Queue()
+        procs = [ctx.Process(target=_concurrent_child, args=(device, (32, 32), s, start, q)) for _ in range(k)]
+        for p in procs:
+            p.start()
+        start.wait()
+        walls = [q.get(timeout=1800) for _ in procs]
+        for p in procs:
+            p.join()
+        out[f"k{k}"] = {"candidates_per_hour": round(3600 * k * s["candidates"] / max(walls), 1),
+                        "processes": k, "candidates_each": s["candidates"]}
+    base = out["k1"]["candidates_per_hour"]
+    out["speedup_best"] = round(max(v["candidates_per_hour"] for v in out.values()) / base, 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--quick", action="store_true", help="short settings (CPU smoke run)")
     ap.add_argument("--cifar-root", default=None, help="a CIFAR-10 folder (default: synthesised from digits)")
-    ap.add_argument("--only", default="evaluator,train,int8,latency", help="comma-separated sections")
+    ap.add_argument("--only", default="evaluator,concurrency,train,int8,latency", help="comma-separated sections")
     ap.add_argument("--out", default=None, help="default bench/results/gpu_<device>.json")
     args = ap.parse_args()
     device = args.device
@@ -224,6 +269,8 @@ def main() -> None:
         cifar, cifar_src = cifar_sized(args.cifar_root)
         section("evaluator_cifar_sized", evaluator_throughput, device, cifar, (32, 32), s)
         figures["evaluator_cifar_sized"]["data"] = cifar_src
+    if "concurrency" in only:
+        section("evaluator_concurrency", evaluator_concurrency, device, s)
     if "train" in only:
         section("supernet_train", train_throughput, device, s)
     if "int8" in only:

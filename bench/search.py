@@ -170,6 +170,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "int encoding": {"encoding": "int"},
     "sbx operators": {"operators": "sbx"},
     "spread selection": {"candidate_selection": "spread"},
+    "larger inner search (100 x 40)": {"pop_size": 100, "n_gen": 40},
+    "spread + larger inner search": {"candidate_selection": "spread", "pop_size": 100, "n_gen": 40},
     "CNAS-like: rbf + int + sbx + spread": {
         "predictor": "rbf",
         "encoding": "int",

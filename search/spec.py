@@ -511,41 +511,30 @@ class JobSpec(_Strict):
         if self.engine.kind == "solver":
             self._solver_rules()
         if self.optimizer == "milp":
-            if self.predictor_spec().name != "bilinear":
-                raise InputError("optimizer",
-                                 "milp needs predictor: bilinear (its accuracy model is linear in choices)")
-            if self.search_space != "mobilenetv3":
-                raise InputError("optimizer", "milp supports the mobilenetv3 search space only")
-            if self.objectives[0] != "top1_err":
-                raise InputError("optimizer", "milp minimises the surrogate's top1_err: the first objective must be"
-                                 " top1_err")
-            if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
-                raise InputError("optimizer", "milp needs an additive second objective (params, macs or latency)")
-            extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
-            if extra:
-                raise InputError(
-                    "optimizer",
-                    f"milp supports additive constraints params/macs/latency_ms only, not {extra[0]}"
-                )
+            self._bilinear_rules("optimizer", "optimizer: milp")
         return self
 
     def _solver_rules(self) -> None:
         """``engine: {kind: solver}`` optimises the bilinear predictor under additive costs (engine_solver.py)."""
+        self._bilinear_rules("engine.method", "engine.kind: solver")
+
+    def _bilinear_rules(self, field: str, who: str) -> None:
+        """What optimising the bilinear predictor exactly needs (``optimizer: milp``, ``engine: {kind: solver}``):
+        that predictor, the mobilenetv3 space, top1_err first and additive costs only."""
         if self.predictor_spec().name != "bilinear":
-            raise InputError("engine.method", "the solvers optimise the bilinear predictor: predictor: bilinear (or "
-                             "{name: bilinear, fit: contributions, table: ...})")
+            raise InputError(field, f"with {who} the predictor must be bilinear (its accuracy model is linear in "
+                             "choices): predictor: bilinear (or {name: bilinear, fit: contributions, table: ...})")
         if self.search_space != "mobilenetv3":
-            raise InputError("engine.method", "the solvers support the mobilenetv3 search space only")
+            raise InputError(field, f"with {who} the search space must be mobilenetv3")
         if self.objectives[0] != "top1_err":
-            raise InputError("engine.method", "the solvers maximise predicted accuracy: the first objective must be "
-                             "top1_err")
+            raise InputError(field, f"with {who} the first objective must be top1_err (the surrogate's accuracy is "
+                             "what is maximised)")
         if len(self.objectives) == 2 and self.objectives[1] not in ("params", "macs", "latency"):
-            raise InputError("engine.method", "the solvers need an additive second objective (params, macs or "
-                             "latency)")
+            raise InputError(field, f"with {who} the second objective must be additive (params, macs or latency)")
         extra = sorted(set(self.constraints) - {"params", "macs", "latency_ms"})
         if extra:
-            raise InputError("engine.method", f"the solvers support additive constraints params/macs/latency_ms "
-                             f"only, not {extra[0]}")
+            raise InputError(field, f"with {who} the constraints must be additive (params, macs, latency_ms), "
+                             f"not {extra[0]}")
 
     def _gradient_rules(self) -> None:
         """``engine: {kind: gradient}`` searches the mobilenetv3 supernet itself on the evaluator's data, against
