@@ -39,8 +39,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/search.py is named like the package: the package first, bench/ (cnas_baselines) last
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))
 
 OURS = ["rbf", "gp", "mlp", "carts", "bilinear", "quadratic", "as"]
 BASELINES = ["cnas_rbf", "cnas_gp", "cnas_mlp", "cnas_carts"]

@@ -172,6 +172,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "spread selection": {"candidate_selection": "spread"},
     "larger inner search (100 x 40)": {"pop_size": 100, "n_gen": 40},
     "spread + larger inner search": {"candidate_selection": "spread", "pop_size": 100, "n_gen": 40},
+    "spread + inner search 200 x 60": {"candidate_selection": "spread", "pop_size": 200, "n_gen": 60},
     "CNAS-like: rbf + int + sbx + spread": {
         "predictor": "rbf",
         "encoding": "int",
@@ -195,6 +196,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="methods to run (comma-separated; '-' runs none, e.g. to --merge)")
     ap.add_argument("--merge", default="", help="JSON outputs of runs made in parallel (comma-separated): their "
                     "methods' runs are taken over")
+    ap.add_argument("--first-seed", type=int, default=0, help="with --only: take seeds below this from the previous "
+                    "JSON's runs of the same method (e.g. to add seeds to a slow method)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
     args = ap.parse_args()
     if not ORACLE.is_file():
@@ -203,12 +206,19 @@ def main() -> None:
     prob = OracleProblem()
     seeds = list(range(args.seeds))
     runs: dict[str, list[dict[str, Any]]] = {}
+    previous: dict[str, list[dict[str, Any]]] = {}
+    if args.first_seed and Path(args.out).is_file():
+        previous = json.loads(Path(args.out).read_text()).get("runs", {})
 
     def go(name: str, fn: Any, n_seeds: int | None = None) -> None:
         if only and name not in only:
             return
         runs[name] = []
+        prev = previous.get(name, [])
         for s in seeds[:n_seeds]:
+            if s < args.first_seed and s < len(prev):
+                runs[name].append(prev[s])
+                continue
             r = fn(s)
             runs[name].append(r)
             print(f"{name:40s} seed {s}: hv {r['hv']:.5f} evals {r['evals']}", flush=True)

@@ -146,7 +146,7 @@ def _digits() -> tuple[list, list]:
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1).repeat(1, 3, 1, 1) / 16.0
     x = (torch.nn.functional.interpolate(x, size=32, mode="nearest") - 0.3) / 0.4
     y = torch.tensor(d.target)
-    return [(x[i : i + 50], y[i : i + 50]) for i in range(0, 600, 50)], [(x[1400:1797], y[1400:1797])]
+    return [(x[i : i + 50], y[i : i + 50]) for i in range(0, 1000, 50)], [(x[1400:1797], y[1400:1797])]
 
 
 def test_expected_macs_and_cost_term_by_hand() -> None:
@@ -173,8 +173,9 @@ def test_expected_macs_and_cost_term_by_hand() -> None:
 
 
 def test_cost_aware_training_lowers_expected_macs() -> None:
-    """Same net, data and seed; plain joint training vs NACHOS's cost-aware loss (a tiny digits budget, what
-    ``evaluate_early_exit`` runs): the expected MACs under the exits' gates on held-out images fall, and so do the
+    """Same net, data and seed; plain joint training vs NACHOS's cost-aware loss (a small digits budget, what
+    ``evaluate_early_exit`` runs, long enough that both nets are well above chance: at chance, accuracy
+    differences are noise): the expected MACs under the exits' gates on held-out images fall, and so do the
     deployed policy's average MACs at the config's fixed thresholds, without losing accuracy."""
     from early_exit.evaluate import EarlyExitSettings, score_exits, training_loss
     from early_exit.nachos import expected_macs, gates
@@ -184,7 +185,7 @@ def test_cost_aware_training_lowers_expected_macs() -> None:
     cfg = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "t": [0.3, 0.3, 0.3, 1.0]}
     out = {}
     for training in ("joint", "nachos"):
-        st = EarlyExitSettings(n_classes=10, epochs=3, lr=0.05, training=training, cost_weight=2.0)
+        st = EarlyExitSettings(n_classes=10, epochs=2, lr=0.05, training=training, cost_weight=5.0)
         torch.manual_seed(0)
         net = build_early_exit_net(cfg, n_classes=10)
         train_joint(net, train, epochs=st.epochs, lr=st.lr, loss_fn=training_loss(cfg, st))
@@ -196,7 +197,7 @@ def test_cost_aware_training_lowers_expected_macs() -> None:
     print(f"expected MACs joint {e_joint / 1e6:.3f} M, nachos {e_nachos / 1e6:.3f} M; policy avg_macs "
           f"{m_joint['avg_macs'] / 1e6:.3f} M vs {m_nachos['avg_macs'] / 1e6:.3f} M; top1 {m_joint['top1']:.1f} vs "
           f"{m_nachos['top1']:.1f}")
-    assert e_nachos < 0.95 * e_joint
+    assert m_joint["top1"] > 30 and e_nachos < 0.95 * e_joint
     assert m_nachos["avg_macs"] < m_joint["avg_macs"]
     assert m_nachos["top1"] >= m_joint["top1"] - 5
 
