@@ -274,8 +274,8 @@ class MsunasEngineSpec(_EngineCommon):
     """The MSuNAS engine: surrogate-assisted NSGA-II (defaults are the benchmarked choice, see docs/search.md)."""
 
     kind: Literal["msunas"] = "msunas"
-    pop_size: int = Field(default=40, ge=4, le=500, description="inner NSGA-II population on the surrogate")
-    n_gen: int = Field(default=20, ge=1, le=200, description="inner NSGA-II generations per iteration")
+    pop_size: int = Field(default=100, ge=4, le=500, description="inner NSGA-II population on the surrogate")
+    n_gen: int = Field(default=40, ge=1, le=200, description="inner NSGA-II generations per iteration")
     encoding: Literal["auto", "int", "onehot", "both"] = Field(
         default="both", description="surrogate features (the predictor's encoding; auto = the predictor's default)"
     )
@@ -283,7 +283,8 @@ class MsunasEngineSpec(_EngineCommon):
         default="ux", description="ux: uniform crossover + random-reset mutation; sbx: SBX/PM with rounding"
     )
     candidate_selection: Literal["hv", "spread", "cnas"] = Field(
-        default="hv", description="hv: greedy predicted-HV gain; spread: max-min spacing along the front; cnas: "
+        default="spread", description="spread: max-min spacing along the predicted front, best fronts first; hv: "
+        "greedy predicted-HV gain; cnas: "
         "CNAS's subset GA over the inner search's final population (even spread of f2)"
     )
     cv_folds: int = Field(default=5, ge=2, le=20, description="folds of the held-out surrogate statistics")

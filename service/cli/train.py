@@ -111,22 +111,23 @@ def train(
     server's workers train it (POST /jobs/{id}/archs/{arch_id}/train)."""
     if resume and overwrite:
         raise InputError("--resume", "give --resume or --overwrite, not both")
-    opts: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "label_smoothing": label_smoothing,
-            "kd_ratio": kd_ratio, "ema": ema, "ema_decay": ema_decay, "train_images": train_images, "int8": int8,
-            "seed": seed}
-    if job is not None and config is not None:
-        raise InputError("--config", "give either --config or --job with --arch")
-    if job is not None or config is None:
-        local = {"--config": config, "--supernet": supernet, "--dataset": dataset, "--root": root,
-                 "--vld-size": vld_size, "--device": device, "--amp/--no-amp": amp, "--resume": resume or None}
+    opts: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                            "label_smoothing": label_smoothing, "kd_ratio": kd_ratio, "ema": ema,
+                            "ema_decay": ema_decay, "train_images": train_images, "int8": int8, "seed": seed}
+    if job is not None:
+        if config is not None:
+            raise InputError("--config", "give either --config or --job with --arch")
+        if arch is None:
+            raise InputError("--arch", "--job needs --arch (an architecture id of its archive)")
+        local = {"--supernet": supernet, "--dataset": dataset, "--root": root, "--vld-size": vld_size,
+                 "--device": device, "--amp/--no-amp": amp, "--resume": resume or None}
         given = [k for k, v in local.items() if v is not None]
-        if job is None or arch is None or given:
-            raise InputError(given[0] if given else "--config" if job is None else "--arch",
-                             "with --job, the server trains on the job's own supernet, data and device" if given
-                             else "give --config X.subnet, or --job J --arch A" if job is None
-                             else "--job needs --arch (an architecture id of its archive)")
+        if given:
+            raise InputError(given[0], "with --job, the server trains on the job's own supernet, data and device")
         _train_remote(job, arch, opts, out, overwrite=overwrite, wait=wait, interval=interval, url=url, token=token)
         return
+    if config is None:
+        raise InputError("--config", "give --config X.subnet, or --job J --arch A")
     raw, artefact = read_subnet(config.expanduser())
     ds_name = dataset or ((artefact or {}).get("dataset") or {}).get("name")
     if ds_name is None:
