@@ -165,7 +165,7 @@ def run_nsga2(prob: OracleProblem, seed: int, n: int, pop: int) -> dict[str, Any
 # msunas ablations: one change from the default each (the default = "msunas")
 ABLATIONS: dict[str, dict[str, Any]] = {
     "msunas": {},
-    "previous default: hv selection, inner 40 x 20": {"candidate_selection": "hv", "pop_size": 40, "n_gen": 20},
+    "previous default: hv selection + inner 40 x 20": {"candidate_selection": "hv", "pop_size": 40, "n_gen": 20},
     "hv selection": {"candidate_selection": "hv"},
     "smaller inner search (40 x 20)": {"pop_size": 40, "n_gen": 20},
     "inner search 200 x 60": {"pop_size": 200, "n_gen": 60},
