@@ -16,7 +16,8 @@ from tests.conftest import run_cli
 DOC = openapi.openapi_document()
 OPS = [(m.upper(), p, o) for p, ops in DOC["paths"].items() for m, o in ops.items()]
 PUBLIC = {("GET", "/healthz"), ("GET", "/problems")}
-BINARY = {("GET", "/jobs/{job_id}/archs/{arch_id}/export"), ("GET", "/jobs/{job_id}/trainings/{training_id}/files/{name}")}
+BINARY = {("GET", "/jobs/{job_id}/archs/{arch_id}/export"),
+          ("GET", "/jobs/{job_id}/trainings/{training_id}/files/{name}")}
 
 
 def _ref(schema: dict[str, Any]) -> str:
