@@ -6,6 +6,8 @@ cancel, conflicts and bad input are problem+json naming the field."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,36 +90,32 @@ def test_train_an_archive_row_over_rest(served) -> None:  # type: ignore[no-unty
     _problem(client.post(f"/jobs/{job_id}/trainings/{t['id']}/cancel", headers=h), 409)
 
 
-def _claim_and_die_after_one_epoch(settings: Settings) -> tr.TrainingClaim:
+def _claim_and_die_after_one_epoch(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> tr.TrainingClaim:
     """A worker that stores one epoch and then dies (its lease left to expire)."""
+    from service.train_runner import train_claimed
+
     db = Database(settings.db_url)
     claim = tr.claim_training(db, "dying", lease_seconds=0.5, max_attempts=3)
     assert claim is not None
-    from service.train_runner import train_claimed
-
     real = tr.save_epoch
 
     def save_then_die(*a: Any) -> bool:
         real(*a)
         return False  # the worker stops right after its first stored epoch, as if it had been killed
 
-    tr.save_epoch, saved = save_then_die, tr.save_epoch  # type: ignore[assignment]
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(tr, "save_epoch", save_then_die)
         assert train_claimed(db, claim) is None
-    finally:
-        tr.save_epoch = saved  # type: ignore[assignment]
     db.dispose()
     return claim
 
 
-def test_a_dead_workers_training_continues_from_its_stored_epoch(served) -> None:  # type: ignore[no-untyped-def]
+def test_a_dead_workers_training_continues_from_its_stored_epoch(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     client, settings, db, h, _, job_id, arch_id = served
     t = client.post(f"/jobs/{job_id}/archs/{arch_id}/train", json=QUICK, headers=h).json()
-    first = _claim_and_die_after_one_epoch(settings)
+    first = _claim_and_die_after_one_epoch(settings, monkeypatch)
     mid = client.get(f"/jobs/{job_id}/trainings/{t['id']}", headers=h).json()
     assert mid["state"] == "running" and mid["epoch"] == 1
-    import time
-
     time.sleep(0.6)  # the dead worker's lease expires
     Worker(settings).run(max_idle_seconds=0.3)
     done = client.get(f"/jobs/{job_id}/trainings/{t['id']}", headers=h).json()
@@ -164,8 +162,6 @@ def test_a_job_without_data_for_its_head_is_refused(served) -> None:  # type: ig
 def test_cli_train_job_arch_runs_on_the_servers_workers(tmp_path: Path, predictor_file: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """``msunas train --job J --arch A --out DIR``: queued over REST, followed, files downloaded into DIR."""
-    import threading
-
     from service.db import upgrade
     from tests.conftest import run_cli
     from tests.service.live_server import live_server
