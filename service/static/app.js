@@ -867,25 +867,80 @@
       h("h4", {}, "block strings"), h("pre", { "data-testid": "block-strings" }, blocks),
       h("h4", {}, "config"), h("pre", { "data-testid": "arch-config" }, JSON.stringify(r.config)),
       h("div", { class: "exports" }, "export:", exportBtn("onnx", "ONNX", "onnx"), exportBtn("torch", "PyTorch", "pt"), status),
-      h("p", { class: "hint" }, "Weights are the job supernet's (inherited, not fine-tuned per candidate); fine-tune before deploying."));
+      h("p", { class: "hint" }, "Weights are the job supernet's (inherited, not fine-tuned per candidate); fine-tune before deploying."),
+      ...(NO_TOKEN ? [] : [trainingsBox(st.id, archId)]));
+  }
+
+  /** Training the architecture to convergence: POST .../train (a worker runs it), its trainings and their files. */
+  function trainingsBox(jobId, archId) {
+    const list = h("ul", { "data-testid": "trainings" });
+    const status = h("span", { class: "muted", "data-testid": "train-status" });
+    const epochs = h("input", { type: "number", min: "1", max: "10000", value: "30", "data-testid": "train-epochs" });
+    const run = h("button", { type: "button", "data-testid": "train-run" }, "train to convergence");
+    const refresh = h("button", { type: "button", "data-testid": "train-refresh" }, "refresh");
+    async function load() {
+      try {
+        const r = await api(`jobs/${jobId}/trainings`);
+        list.replaceChildren(...r.items.filter((t) => t.arch_id === archId).map((t) => trainingItem(jobId, t, status)));
+      } catch (e) {
+        if (!(e instanceof AuthError)) status.textContent = e.message;
+      }
+    }
+    run.addEventListener("click", async () => {
+      run.disabled = true;
+      try {
+        const t = await api(`jobs/${jobId}/archs/${archId}/train`, { method: "POST", body: { epochs: Number(epochs.value) } });
+        status.textContent = `training ${t.id} ${t.state}: a worker trains it (${t.epochs} epochs, KD from the supernet); refresh to follow it`;
+        await load();
+      } catch (e) {
+        if (!(e instanceof AuthError)) status.textContent = `not queued: ${e.message}`;
+      } finally {
+        run.disabled = false;
+      }
+    });
+    refresh.addEventListener("click", load);
+    load();
+    return h("div", { class: "trainings" }, h("h4", {}, "train to convergence"),
+      h("div", { class: "exports" }, "epochs", epochs, run, refresh, status), list);
+  }
+
+  function trainingItem(jobId, t, status) {
+    const m = t.metrics || {};
+    const figures = t.state !== "succeeded" ? (t.error ? `: ${t.error}` : "")
+      : `: validation top-1 ${fmt(m.top1)} % (inherited ${fmt(m.top1_inherited)} %)` +
+        (m.top1_int8 !== undefined ? `, int8 ${fmt(m.top1_int8)} %` : "") +
+        (m.latency_ms_fp32 !== undefined ? `; ORT CPU ${fmt(m.latency_ms_fp32)} ms` : "");
+    const files = (t.files || []).map((f) => {
+      const b = h("button", { type: "button", "data-testid": `training-file-${f.name}` }, f.name);
+      const name = `job${jobId}_training${t.id}_${f.name}`;
+      b.addEventListener("click", () => saveFile(`jobs/${jobId}/trainings/${t.id}/files/${f.name}`, name, status, b));
+      return b;
+    });
+    return h("li", { "data-testid": "training-item", "data-id": t.id, "data-state": t.state },
+      `training ${t.id} · ${t.state} · epoch ${t.epoch}/${t.epochs}${figures} `, ...files);
   }
 
   /** Export with the bearer header (a plain link cannot carry it) and save the answer as a file. */
-  async function exportArch(jobId, archId, fmtName, ext, status, btn) {
-    btn.disabled = true;
+  function exportArch(jobId, archId, fmtName, ext, status, btn) {
     status.textContent = `exporting ${fmtName} (extracting the subnet; a few seconds)…`;
+    return saveFile(`jobs/${jobId}/archs/${archId}/export?format=${fmtName}`, `job${jobId}_arch${archId}.${ext}`, status, btn);
+  }
+
+  /** GET ``path`` with the bearer header and save the answer as ``filename``. */
+  async function saveFile(path, filename, status, btn) {
+    btn.disabled = true;
     try {
-      const r = await api(`jobs/${jobId}/archs/${archId}/export?format=${fmtName}`, { raw: true });
+      const r = await api(path, { raw: true });
       const blob = await r.blob();
       const url = URL.createObjectURL(blob);
-      const a = h("a", { href: url, download: `job${jobId}_arch${archId}.${ext}` });
+      const a = h("a", { href: url, download: filename });
       document.body.append(a);
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60000);
-      status.textContent = `saved job${jobId}_arch${archId}.${ext} (${fmt(blob.size / 1e6, 3)} MB)`;
+      status.textContent = `saved ${filename} (${fmt(blob.size / 1e6, 3)} MB)`;
     } catch (e) {
-      if (!(e instanceof AuthError)) status.textContent = `export failed: ${e.message}`;
+      if (!(e instanceof AuthError)) status.textContent = `download failed: ${e.message}`;
     } finally {
       btn.disabled = false;
     }

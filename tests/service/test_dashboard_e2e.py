@@ -234,3 +234,44 @@ def test_bad_token_shows_the_prompt(site: dict[str, Any]) -> None:
         assert page.evaluate("sessionStorage.getItem('msunas.token')") == site["token"]
     finally:
         ctx.close()
+
+
+def test_train_an_architecture_from_the_page(site: dict[str, Any], page: Any, tmp_path: Path) -> None:
+    """The architecture detail queues a training (POST .../train), a worker runs it, and the page shows its
+    measured top-1 and saves its files; a job with no data for its head is refused on the page, in words."""
+    jid = site["job_id"]  # the finished ImageNet-oracle job: 1000 classes, digits data
+    page.goto(f"{site['base']}/#/jobs/{jid}")
+    page.get_by_test_id("archive-row").first.click()
+    page.get_by_test_id("train-run").click()
+    expect(page.get_by_test_id("train-status")).to_contain_text("not queued")
+    expect(page.get_by_test_id("train-status")).to_contain_text("1000 classes")
+
+    db = Database(str(site["url"]))
+    spec = oracle_spec(Path(site["pred"]), resolution=[32, 32], supernet={"random_init": True},
+                       dataset={"name": "digits", "vld_size": 64, "n_classes": 10})
+    with db.transaction() as s:
+        job, _ = create_job(s, int(site["token_id"]), spec, name="digits head")
+        tid = job.id
+    Worker(Settings(db_url=str(site["url"]), poll_seconds=0.01)).run(max_idle_seconds=0.3)
+    page.goto(f"{site['base']}/#/jobs/{tid}")
+    expect(page.get_by_test_id("job-state")).to_have_text("succeeded")
+    page.get_by_test_id("archive-row").first.click()
+    page.get_by_test_id("train-epochs").fill("1")
+    page.get_by_test_id("train-run").click()
+    expect(page.get_by_test_id("train-status")).to_contain_text("queued")
+    expect(page.get_by_test_id("training-item")).to_have_attribute("data-state", "queued")
+    Worker(Settings(db_url=str(site["url"]), poll_seconds=0.01)).run(max_idle_seconds=0.3)
+    page.get_by_test_id("train-refresh").click()
+    item = page.get_by_test_id("training-item")
+    expect(item).to_have_attribute("data-state", "succeeded")
+    expect(item).to_contain_text("validation top-1")
+    with page.expect_download(timeout=60_000) as dl:
+        page.get_by_test_id("training-file-net.int8.onnx").click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    import onnxruntime as ort
+
+    (logits,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": np.zeros((1, 3, 32, 32), np.float32)})
+    assert path.name.endswith("_net.int8.onnx") and logits.shape == (1, 10)
+    db.dispose()
