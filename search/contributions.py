@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from search.milp import OPS, AdditiveModel
+from search.milp import K3E3, OPS, AdditiveModel
+from search.milp import canonical_config as _config
 from search.provenance import msunas_version, supernet_id
 from supernets import codec
 from supernets.errors import InputError
@@ -53,13 +54,6 @@ __all__ = [
 ]
 
 TABLE_KIND = "msunas.accuracy_contributions"
-K3E3 = OPS.index((3, 3))
-
-
-def _config(d: Sequence[int], ops: Sequence[int], r: int) -> dict[str, Any]:
-    return codec.normalize_backbone(
-        {"ks": [OPS[c][0] for c in ops], "e": [OPS[c][1] for c in ops], "d": list(d), "r": int(r)}
-    )
 
 
 def probe_configs(resolutions: Sequence[int]) -> list[tuple[str, dict[str, Any]]]:

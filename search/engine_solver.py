@@ -28,6 +28,7 @@ from the engine's RNG, which it holds).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -43,16 +44,13 @@ from supernets import codec
 __all__ = ["SolverEngine", "bcfw_solve", "evo_solve"]
 
 Cons = Mapping[str, tuple[M.AdditiveModel, float]]
-N_Y, N_OPS = codec.N_STAGES * 3, len(M.OPS)
-K3E3 = M.OPS.index((3, 3))
+N_OPS = len(M.OPS)
+K3E3 = M.K3E3
+_cfg = M.canonical_config
 
 
 def _feasible(cfg: Mapping[str, Any], cons: Cons, exact: bool = True) -> bool:
     return all(float((m.exact if exact else m.value)([cfg])[0]) <= v for m, v in cons.values())
-
-
-def _cfg(d: Sequence[int], ops: Sequence[int], r: int) -> dict[str, Any]:
-    return codec.normalize_backbone(M._config(list(d), list(ops), int(r)))
 
 
 def _act(beta: np.ndarray) -> np.ndarray:
@@ -82,6 +80,15 @@ def _simplex_eq(n_blocks: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     for b in range(n_blocks):
         a[b, b * width : (b + 1) * width] = 1.0
     return a, np.ones(n_blocks)
+
+
+def _fw_step(x: np.ndarray, obj: np.ndarray, rows: list[np.ndarray], rhs: list[float],
+             eq: tuple[np.ndarray, np.ndarray], gamma: float) -> np.ndarray:
+    """One Frank-Wolfe move of block ``x`` towards the LP vertex maximising ``obj`` under ``rows <= rhs`` on the
+    product of simplices ``eq`` (``x`` unchanged when the LP has no solution)."""
+    lp = linprog(-obj, A_ub=np.array(rows) if rows else None, b_ub=np.array(rhs) if rows else None,
+                 A_eq=eq[0], b_eq=eq[1], bounds=(0, 1), method="highs")
+    return x if lp.x is None else (1 - gamma) * x + gamma * lp.x.reshape(x.shape)
 
 
 def _repair(cfg: dict[str, Any], acc: M.AdditiveModel, cons: Cons) -> dict[str, Any] | None:
@@ -124,8 +131,7 @@ def _repair(cfg: dict[str, Any], acc: M.AdditiveModel, cons: Cons) -> dict[str, 
 def bcfw_solve(acc: M.AdditiveModel, cons: Cons, *, iters: int = 200, exclude: Sequence[Mapping[str, Any]] = ()
                ) -> dict[str, Any] | None:
     """Block coordinate Frank-Wolfe on the relaxed (alpha, beta), per resolution; the best rounded feasible net."""
-    a_eq_a, b_eq_a = _simplex_eq(codec.N_SLOTS, N_OPS)
-    a_eq_b, b_eq_b = _simplex_eq(codec.N_STAGES, 3)
+    eq_alpha, eq_beta = _simplex_eq(codec.N_SLOTS, N_OPS), _simplex_eq(codec.N_STAGES, 3)
     skip = {codec.config_key(c) for c in exclude}
     best: tuple[float, dict[str, Any]] | None = None
     for i, r in enumerate(acc.resolutions):
@@ -142,19 +148,11 @@ def bcfw_solve(acc: M.AdditiveModel, cons: Cons, *, iters: int = 200, exclude: S
             if t % 2 == 0:  # alpha block, beta fixed: linear in alpha
                 rows = [_alpha_coef(m, idx[n], beta) for n, (m, _) in cons.items()]
                 rhs = [v - m.base[idx[n]] - float((m.depth[idx[n]] * beta).sum()) for n, (m, v) in cons.items()]
-                lp = linprog(-_alpha_coef(acc, i, beta), A_ub=np.array(rows) if rows else None,
-                             b_ub=np.array(rhs) if rows else None, A_eq=a_eq_a, b_eq=b_eq_a, bounds=(0, 1),
-                             method="highs")
-                if lp.x is not None:
-                    alpha = (1 - gamma) * alpha + gamma * lp.x.reshape(alpha.shape)
+                alpha = _fw_step(alpha, _alpha_coef(acc, i, beta), rows, rhs, eq_alpha, gamma)
             else:  # beta block, alpha fixed: linear in beta
                 rows = [_beta_coef(m, idx[n], alpha) for n, (m, _) in cons.items()]
                 rhs = [v - m.base[idx[n]] for n, (m, v) in cons.items()]
-                lp = linprog(-_beta_coef(acc, i, alpha), A_ub=np.array(rows) if rows else None,
-                             b_ub=np.array(rhs) if rows else None, A_eq=a_eq_b, b_eq=b_eq_b, bounds=(0, 1),
-                             method="highs")
-                if lp.x is not None:
-                    beta = (1 - gamma) * beta + gamma * lp.x.reshape(beta.shape)
+                beta = _fw_step(beta, _beta_coef(acc, i, alpha), rows, rhs, eq_beta, gamma)
         d = [codec.DEPTHS[int(np.argmax(beta[s]))] for s in range(codec.N_STAGES)]
         cfg = _repair(_cfg(d, np.argmax(alpha, 1).tolist(), r), acc, cons)
         if cfg is None or codec.config_key(cfg) in skip:
@@ -224,8 +222,6 @@ class SolverEngine(Engine):
 
     def ask(self) -> list[dict[str, Any]]:
         if self.pending is None and self.iteration == 0 and self.contrib and not self.archive:
-            import time
-
             t0 = time.perf_counter()
             configs, info = self._propose()
             info["timing"]["ask"] = time.perf_counter() - t0
@@ -266,8 +262,6 @@ class SolverEngine(Engine):
         return evo_solve(acc, cons, self.rng, pop=o.evo_pop, gens=o.evo_gens, exclude=exclude)
 
     def _propose(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        import time
-
         cpu0 = time.process_time()
         sur, info, timing = self._fit_surrogates()
         t0 = time.perf_counter()

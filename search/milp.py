@@ -59,6 +59,14 @@ def _config(d: Sequence[int], ops: Sequence[int], r: int) -> dict[str, Any]:
     return {"ks": [OPS[c][0] for c in ops], "e": [OPS[c][1] for c in ops], "d": list(d), "r": int(r)}
 
 
+K3E3 = OPS.index((3, 3))  # the lightest operator: the reference of the contributions and the solvers' start
+
+
+def canonical_config(d: Sequence[int], ops: Sequence[int], r: int) -> dict[str, Any]:
+    """The canonical config of per-stage depths ``d``, per-slot operator indices into :data:`OPS` and ``r``."""
+    return codec.normalize_backbone(_config(list(d), list(ops), int(r)))
+
+
 @dataclass
 class AdditiveModel:
     """``f = base[r] + sum_s depth[s, d_s] + sum_active op[slot, c]`` (see the module docstring)."""

@@ -510,14 +510,10 @@ class JobSpec(_Strict):
             raise InputError("predictor.table", "fit: contributions needs table: (a `msunas predictor contributions`"
                              " output), and table is only read by fit: contributions")
         if self.engine.kind == "solver":
-            self._solver_rules()
+            self._bilinear_rules("engine.method", "engine.kind: solver")
         if self.optimizer == "milp":
             self._bilinear_rules("optimizer", "optimizer: milp")
         return self
-
-    def _solver_rules(self) -> None:
-        """``engine: {kind: solver}`` optimises the bilinear predictor under additive costs (engine_solver.py)."""
-        self._bilinear_rules("engine.method", "engine.kind: solver")
 
     def _bilinear_rules(self, field: str, who: str) -> None:
         """What optimising the bilinear predictor exactly needs (``optimizer: milp``, ``engine: {kind: solver}``):

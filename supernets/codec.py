@@ -66,6 +66,16 @@ STAGE_RELU = (True, True, False, False, False)
 Config = dict[str, Any]
 
 
+def largest_backbone(r: int) -> Config:
+    """The heaviest backbone (kernel 7, expand 6, depth 4 everywhere) at resolution ``r``."""
+    return {"ks": [max(KERNELS)] * N_SLOTS, "e": [max(EXPANDS)] * N_SLOTS, "d": [max(DEPTHS)] * N_STAGES, "r": r}
+
+
+def smallest_backbone(r: int) -> Config:
+    """The lightest backbone (kernel 3, expand 3, depth 2 everywhere) at resolution ``r``."""
+    return {"ks": [min(KERNELS)] * N_SLOTS, "e": [min(EXPANDS)] * N_SLOTS, "d": [min(DEPTHS)] * N_STAGES, "r": r}
+
+
 def make_divisible(v: float, divisor: int = 8) -> int:
     """Round channels as once-for-all does (nearest multiple of ``divisor``, never 10 % below ``v``)."""
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)

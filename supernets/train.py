@@ -72,9 +72,7 @@ class TrainConfig:
 
 
 def _sample_configs(space: Any, rng: np.random.Generator, n_random: int) -> list[dict[str, Any]]:
-    lo, hi = space.resolutions[0], space.resolutions[-1]
-    big = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": hi}
-    small = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": lo}
+    big, small = codec.largest_backbone(space.resolutions[-1]), codec.smallest_backbone(space.resolutions[0])
     return [big, small, *space.sample(n_random, rng)]
 
 
@@ -298,10 +296,9 @@ def _epoch_eval(net: nn.Module, data: Any, space: Any, cfg: TrainConfig, device:
     """Validation top-1 of the largest and smallest subnet (BN recalibrated on training images)."""
     device = device or torch.device("cpu")
     out = {}
-    lo, hi = space.resolutions[0], space.resolutions[-1]
     for name, sub in (
-        ("max", {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": hi}),
-        ("min", {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": lo}),
+        ("max", codec.largest_backbone(space.resolutions[-1])),
+        ("min", codec.smallest_backbone(space.resolutions[0])),
     ):
         s = extract_subnet(net, sub).to(device)
         recalibrate_bn(s, (x for x, _ in _on(data.train.batches(sub["r"], 250, limit=cfg.eval_images), device)))

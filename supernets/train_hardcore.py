@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from supernets import codec
+
 __all__ = ["hardcore_configs", "warmup_epochs"]
 
 
@@ -30,7 +32,7 @@ def warmup_epochs(epochs: int) -> int:
 
 def hardcore_configs(space: Any, rng: np.random.Generator, n_random: int, epoch: int, epochs: int) -> list[dict]:
     """The subnets of one step: the heaviest first (the teacher), then ``n_random`` sampled paths after warm-up."""
-    big = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": space.resolutions[-1]}
+    big = codec.largest_backbone(space.resolutions[-1])
     if epoch < warmup_epochs(epochs):
         return [big]
     return [big, *space.sample(n_random, rng)]

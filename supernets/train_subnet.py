@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from supernets import codec
 from supernets.datasets import DatasetSplits
 from supernets.device import RunOptions, autocast, device_batches, resolve_device, train_loader
 from supernets.errors import InputError
@@ -42,7 +43,6 @@ from supernets.quantize import onnx_top1, ort_latency_ms, quantize_onnx_int8
 __all__ = ["OUT_FILES", "SubnetTrainConfig", "train_subnet"]
 
 OUT_FILES = ("checkpoint.pth", "net.pth", "net.onnx", "net.int8.onnx", "net.stats")
-LARGEST = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}
 RESUME_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "kd_ratio", "kd_temperature", "ema", "ema_decay",
                "train_images", "seed")
 
@@ -146,7 +146,7 @@ def train_subnet(
             raise InputError("config", "differs from the architecture the checkpoint trains")
     torch.manual_seed(cfg.seed)
     calib = cfg.calib_images
-    teacher = extract_subnet(supernet, {**LARGEST, "r": r}).to(device)
+    teacher = extract_subnet(supernet, codec.largest_backbone(r)).to(device)
     student = extract_subnet(supernet, arch).to(device)
     net_config = subnet_net_config(supernet, arch)
     if cl:
